@@ -1,0 +1,8 @@
+// Every qsae command, one module per file. Add new commands here.
+import type { CommandModule } from "yargs";
+
+import { infoCommand } from "./info.js";
+import { inspectCommand } from "./inspect.js";
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand];

@@ -1,0 +1,14 @@
+// Entry points of the binding modules. Each native/<module> has one native/addon/<module>_binding.cpp
+// defining its init_<module>(env, exports); addon.cpp calls those that are linked in (weak symbols),
+// so a module's binding is added by listing its file in native/<module>/sources.cmake.
+#pragma once
+#include <napi.h>
+
+namespace qsae::addon {
+void init_common(Napi::Env env, Napi::Object exports);
+void init_io(Napi::Env env, Napi::Object exports);
+void init_quant(Napi::Env env, Napi::Object exports) __attribute__((weak));
+void init_model(Napi::Env env, Napi::Object exports) __attribute__((weak));
+void init_sae(Napi::Env env, Napi::Object exports) __attribute__((weak));
+void init_analysis(Napi::Env env, Napi::Object exports) __attribute__((weak));
+}  // namespace qsae::addon

@@ -1,0 +1,2 @@
+# Sources of native/quant (see CMakeLists.txt for the variables).
+set(QSAE_QUANT_SOURCES)

@@ -1,0 +1,89 @@
+// The native addon's surface, hand-typed in one place. Each module adds its own interface below
+// and extends NativeAddon; nothing outside src/ touches these handles directly.
+
+export type DTypeName = "fp64" | "fp32" | "fp16" | "bf16" | "int64" | "int32" | "int16" | "int8" | "uint8" | "bool";
+
+export interface NativeProgress {
+  stage: string;
+  done: number;
+  total: number;
+  unit: string;
+  message: string;
+}
+
+/** Options accepted by every long-running native call. */
+export interface NativeJobOptions {
+  cancel?: NativeCancelToken;
+  onProgress?: (p: NativeProgress) => void;
+}
+
+export interface NativeCancelToken {
+  cancel(): void;
+}
+
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly dtype: DTypeName;
+  readonly device: string;
+  readonly nbytes: number;
+  readonly disposed: boolean;
+  toBuffer(): ArrayBuffer;
+  to(dtype?: DTypeName, device?: string): NativeTensor;
+  dispose(): void;
+}
+
+export interface NativeCudaDevice {
+  index: number;
+  name: string;
+  totalMemory: number;
+  computeCapability: string;
+}
+
+export interface NativeInfo {
+  qsaeVersion: string;
+  torchVersion: string;
+  blas: string;
+  blasLibrary: string;
+  threads: number;
+  cpuFeatures: string;
+  cudaBuilt: boolean;
+  cudaAvailable: boolean;
+  cudaDevices: NativeCudaDevice[];
+}
+
+export interface NativeTensorEntry {
+  name: string;
+  /** safetensors dtype name: F32, BF16, U8, ... */
+  dtype: string;
+  shape: number[];
+  bytes: number;
+  file: string;
+}
+
+export interface NativeInspect {
+  path: string;
+  shards: string[];
+  tensors: NativeTensorEntry[];
+  metadata: Record<string, string>;
+}
+
+export interface CommonNative {
+  TensorHandle: new () => NativeTensor;
+  CancelToken: new () => NativeCancelToken;
+  tensorFromBuffer(data: ArrayBuffer, dtype: DTypeName, shape: number[]): NativeTensor;
+  info(): NativeInfo;
+  setThreads(n: number): number;
+  manualSeed(seed: number): void;
+}
+
+export interface IoNative {
+  inspectCheckpoint(path: string): Promise<NativeInspect>;
+  loadSafetensors(
+    path: string,
+    names?: string[],
+  ): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }>;
+  saveSafetensors(path: string, tensors: Record<string, NativeTensor>, metadata?: Record<string, string>): Promise<void>;
+}
+
+// Modules add their interfaces here (QuantNative, ModelNative, SaeNative, AnalysisNative) and list them below.
+export interface NativeAddon extends CommonNative, IoNative {}
