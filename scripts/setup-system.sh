@@ -5,9 +5,10 @@ set -euo pipefail
 
 # Build: libtorch (Debian 1.13, CPU), OpenBLAS (pthread variant: without it Debian's torch runs the
 # reference BLAS, about 25x slower), a C++ toolchain, CMake + Ninja, ccache, nlohmann-json, doctest.
-# Run time: python3 (executes HumanEval programs). Test tooling only: python3-torch/numpy/scipy.
+# Run time: python3 (executes HumanEval programs). Test tooling only: python3-torch/numpy/scipy, and
+# chromium (the report's browser test, driven by playwright-core).
 PACKAGES=(libtorch-dev libopenblas0-pthread cmake ninja-build g++ ccache nlohmann-json3-dev doctest-dev
-          python3 python3-torch python3-numpy python3-scipy)
+          python3 python3-torch python3-numpy python3-scipy chromium)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
