@@ -367,7 +367,12 @@ export async function runCells(cells: Cell[], stages: Record<string, StageFn>, o
     if (outstanding.length === 0 && running.size === 0) break;
     if (started) continue;
     if (running.size > 0) {
-      await Promise.race([...running.values(), sleep(pollMs, signal)]);
+      const ac = new AbortController();
+      const onAbort = () => ac.abort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      await Promise.race([...running.values(), sleep(pollMs, ac.signal)]);
+      ac.abort();
+      signal.removeEventListener("abort", onAbort);
       continue;
     }
     if (Date.now() - lastWaitReport > 30_000) {
