@@ -82,66 +82,58 @@ export interface CsvRow {
 /** RFC 4180 CSV: commas, double-quoted fields with "" escapes and embedded newlines; CRLF or LF. */
 export function parseCsv(text: string, path: string): CsvRow[] {
   const rows: CsvRow[] = [];
-  let fields: string[] = [];
-  let field = "";
-  let line = 1;
-  let rowLine = 1;
-  let i = 0;
-  let inQuotes = false;
-  let quoteStart = 0;
-  let sawAny = false;
   const n = text.length;
-  const endRow = () => {
-    fields.push(field);
-    if (!(fields.length === 1 && fields[0] === "" && !sawAny)) rows.push({ line: rowLine, fields });
-    fields = [];
-    field = "";
-    sawAny = false;
-  };
-  if (text.charCodeAt(0) === 0xfeff) i = 1;
+  let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  let line = 1;
   while (i < n) {
-    const c = text[i];
-    if (inQuotes) {
-      if (c === '"') {
-        if (text[i + 1] === '"') {
-          field += '"';
-          i += 2;
-          continue;
+    // one row
+    const rowLine = line;
+    const fields: string[] = [];
+    for (;;) {
+      let value: string;
+      if (text[i] === '"') {
+        const qLine = line;
+        let parts = "";
+        let j = i + 1;
+        for (;;) {
+          const q = text.indexOf('"', j);
+          if (q < 0) throw new InputError(`${path}:${qLine}: unterminated quoted field`);
+          parts += text.slice(j, q);
+          if (text[q + 1] === '"') {
+            parts += '"';
+            j = q + 2;
+          } else {
+            j = q + 1;
+            break;
+          }
         }
-        inQuotes = false;
+        for (let k = i; k < j; k++) if (text.charCodeAt(k) === 10) line++;
+        value = parts;
+        // anything between the closing quote and the delimiter is kept, as lenient parsers do
+        let k = j;
+        while (k < n && text[k] !== "," && text[k] !== "\n" && text[k] !== "\r") k++;
+        value += text.slice(j, k);
+        i = k;
+      } else {
+        let k = i;
+        while (k < n && text[k] !== "," && text[k] !== "\n" && text[k] !== "\r") k++;
+        value = text.slice(i, k);
+        i = k;
+      }
+      fields.push(value);
+      if (i < n && text[i] === ",") {
         i++;
         continue;
       }
-      if (c === "\n") line++;
-      field += c;
-      i++;
-      continue;
+      if (i < n && text[i] === "\r") i++;
+      if (i < n && text[i] === "\n") {
+        i++;
+        line++;
+      }
+      break;
     }
-    if (c === '"' && field === "") {
-      inQuotes = true;
-      quoteStart = line;
-      sawAny = true;
-      i++;
-    } else if (c === ",") {
-      fields.push(field);
-      field = "";
-      sawAny = true;
-      i++;
-    } else if (c === "\r" && text[i + 1] === "\n") {
-      i++;
-    } else if (c === "\n") {
-      endRow();
-      line++;
-      rowLine = line;
-      i++;
-    } else {
-      field += c;
-      sawAny = true;
-      i++;
-    }
+    if (!(fields.length === 1 && fields[0] === "")) rows.push({ line: rowLine, fields });
   }
-  if (inQuotes) throw new InputError(`${path}:${quoteStart}: unterminated quoted field`);
-  if (field !== "" || fields.length > 0 || sawAny) endRow();
   return rows;
 }
 
