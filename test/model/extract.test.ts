@@ -9,9 +9,10 @@ import { Tensor } from "../../src/index.js";
 import { ActivationStore } from "../../src/model/activation-store.js";
 import { batches, extractActivations } from "../../src/model/extract.js";
 import type { ExtractModel } from "../../src/model/extract.js";
-import { hashPrompts, parsePrompts, readPrompts } from "../../src/model/prompts.js";
+import { hashPrompts, parsePrompts, readPromptItems, readPrompts } from "../../src/model/prompts.js";
 import { Tokenizer } from "../../src/model/tokenizer.js";
 import { native } from "../../src/native/addon.js";
+import { runCli } from "../helpers/cli.js";
 import { haveShared, sharedPath } from "../helpers/shared.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -166,7 +167,14 @@ describe("prompt files", () => {
     writeFileSync(jl, '{"prompt": "a"}\n{"prompt": 3}\n');
     await expect(readPrompts(jl)).rejects.toThrow(/p\.jsonl:2: "prompt" is not a string/);
     writeFileSync(jl, '{"prompt": "a"}\n{"nope": 1}\n');
-    await expect(readPrompts(jl)).rejects.toThrow(/p\.jsonl:2: no "prompt" or "text" field/);
+    await expect(readPrompts(jl)).rejects.toThrow(/p\.jsonl:2: no "prompt", "text" or "input_ids" field/);
+    writeFileSync(jl, '{"input_ids": [1, 2]}\n{"input_ids": [3]}\n');
+    expect(await readPromptItems(jl)).toEqual([[1, 2], [3]]);
+    await expect(readPrompts(jl)).rejects.toThrow(/p\.jsonl: holds input_ids, but text prompts are needed/);
+    writeFileSync(jl, '{"input_ids": [1, 2]}\n{"text": "x"}\n');
+    await expect(readPromptItems(jl)).rejects.toThrow(/p\.jsonl:2: mixes text prompts with input_ids/);
+    writeFileSync(jl, '{"input_ids": [1, -2]}\n');
+    await expect(readPromptItems(jl)).rejects.toThrow(/p\.jsonl:1: "input_ids" must be a non-empty list of token ids/);
     writeFileSync(jl, '\n{"prompt": "a"\n');
     await expect(readPrompts(jl)).rejects.toThrow(/p\.jsonl:2: invalid JSON/);
     expect(() => parsePrompts("[1]", "jsonl", "X")).toThrow(/X:1: expected a JSON object/);
@@ -245,5 +253,45 @@ describe.skipIf(!haveModel)("extraction with real models (../shared/models)", ()
     expect(await b.positions()).toEqual(await a.positions());
     expect(b.manifest.precision).toBe("nf4");
     expect(existsSync(join(outs[1], "shard-00002.safetensors"))).toBe(true);
+  });
+});
+
+describe.skipIf(!haveModel)("qsae extract", () => {
+  it("writes a store from a .txt prompt file with plain progress lines; bad lines and layers fail in one line", async () => {
+    const env = { QSAE_THREADS: "1" };
+    const prompts = join(dir, "cli.txt");
+    writeFileSync(prompts, "Hello world\nThe quick brown fox\n\nA third prompt here\n");
+    const out = join(dir, "cli-store");
+    const r = runCli(["extract", sharedPath("models/tiny-gpt2"), "--precision", "fp32", "--layers", "0", "--hooks", "resid_post,mlp_out", "--prompts", prompts, "--out", out, "--dtype", "bf16"], { env });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/extract fp32: \d+\/\d+ tokens \(\d+ tokens\/s, eta \d+s\)/);
+    expect(r.stderr).toMatch(/wrote .*cli-store: \d+ tokens from 3 prompts, 2 activations \[N, 16\] bf16/);
+    const s = await ActivationStore.open(out);
+    const tok = await Tokenizer.fromModelDir(sharedPath("models/tiny-gpt2"));
+    expect(s.nRows).toBe(["Hello world", "The quick brown fox", "A third prompt here"].reduce((a, p) => a + tok.encode(p).length, 0));
+    expect(s.manifest.hooks).toEqual(["resid_post", "mlp_out"]);
+    expect(s.manifest.quantization).toBeNull();
+    const again = runCli(["extract", sharedPath("models/tiny-gpt2"), "--layers", "0", "--prompts", prompts, "--out", out], { env });
+    expect(again.status).toBe(1);
+    expect(again.stderr).toMatch(/cli-store: already exists/);
+
+    const ids = join(dir, "ids.jsonl");
+    writeFileSync(ids, '{"input_ids": [1, 2, 3]}\n{"input_ids": [4, 5]}\n');
+    const q = runCli(["extract", sharedPath("models/tiny-qwen3"), "--precision", "nf4", "--layers", "0,1", "--prompts", ids, "--out", join(dir, "cli-nf4")], { env });
+    expect(q.status, q.stderr).toBe(0);
+    const m = (await ActivationStore.open(join(dir, "cli-nf4"))).manifest;
+    expect(m.n_tokens).toBe(5);
+    expect(m.quantization).toEqual({ blocksize: 64, double_quant: false, int8_threshold: 6 });
+
+    const bad = join(dir, "bad.jsonl");
+    writeFileSync(bad, '{"prompt": "ok"}\n{"prompt": 5}\n');
+    const b = runCli(["extract", sharedPath("models/tiny-gpt2"), "--layers", "0", "--prompts", bad, "--out", join(dir, "x")], { env });
+    expect(b.status).toBe(1);
+    expect(b.stderr.trim().split("\n")).toHaveLength(1);
+    expect(b.stderr).toMatch(/bad\.jsonl:2: "prompt" is not a string/);
+    const l = runCli(["extract", sharedPath("models/tiny-gpt2"), "--layers", "0,5", "--prompts", prompts, "--out", join(dir, "y")], { env });
+    expect(l.status).toBe(1);
+    expect(l.stderr).toMatch(/layers: 5 is not a layer of this model \(0\.\.0\)/);
+    expect(readdirSync(dir).filter((f) => f.startsWith("x") || f.startsWith("y"))).toEqual([]);
   });
 });

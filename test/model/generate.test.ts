@@ -9,6 +9,7 @@ import { generate, generateIds } from "../../src/model/generate.js";
 import type { LanguageModel } from "../../src/model/generate.js";
 import { argmax, Rng, sampleToken, samplingDistribution } from "../../src/model/sampling.js";
 import { Tokenizer } from "../../src/model/tokenizer.js";
+import { runCli } from "../helpers/cli.js";
 import { haveShared, sharedPath } from "../helpers/shared.js";
 
 describe("sampling", () => {
@@ -296,5 +297,32 @@ describe.skipIf(!haveModel)("generation with real models (../shared/models)", ()
     const s2 = await generateIds(model, prompts, { maxNewTokens: 6, temperature: 1, topP: 0.9, seed: 7, ignoreEos: true, batchSize: 2 });
     expect(s2).toEqual(s1);
     model.dispose();
+  });
+});
+
+describe.skipIf(!haveModel)("qsae generate", () => {
+  it("streams a greedy completion for --prompt; --prompt-ids works without a tokenizer; errors are one line", async () => {
+    const tok = await Tokenizer.fromModelDir(tinyGpt2);
+    const env = { QSAE_THREADS: "1" };
+    const r = runCli(["generate", tinyGpt2, "--prompt", "Hello world", "--max-new-tokens", "6", "--ignore-eos"], { env });
+    expect(r.status, r.stderr).toBe(0);
+    const { Model } = await import("../../src/model/model.js");
+    const model = await Model.load(tinyGpt2, { precision: "fp32" });
+    const [want] = await generate(model, tok, ["Hello world"], { maxNewTokens: 6, ignoreEos: true });
+    model.dispose();
+    expect(r.stdout).toBe(`${want.completion}\n`);
+    expect(r.stderr).toMatch(/6 tokens in .* tokens\/s; finish: length/);
+
+    const ids = runCli(["generate", sharedPath("models/tiny-qwen3"), "--prompt-ids", "1,2,3", "--max-new-tokens", "4", "--ignore-eos"], { env });
+    expect(ids.status, ids.stderr).toBe(0);
+    expect(ids.stdout.trim()).toMatch(/^\d+,\d+,\d+,\d+$/);
+
+    const noTok = runCli(["generate", sharedPath("models/tiny-qwen3"), "--prompt", "hi"], { env });
+    expect(noTok.status).toBe(1);
+    expect(noTok.stderr.trim().split("\n")).toHaveLength(1);
+    expect(noTok.stderr).toMatch(/tiny-qwen3\/tokenizer\.json: no such file/);
+    const chat = runCli(["generate", tinyGpt2, "--prompt", "hi", "--chat"], { env });
+    expect(chat.status).toBe(1);
+    expect(chat.stderr).toMatch(/--chat needs a chat_template/);
   });
 });
