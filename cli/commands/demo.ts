@@ -3,8 +3,6 @@ import { resolve } from "node:path";
 
 import type { CommandModule } from "yargs";
 
-import { demoConfig } from "../../src/pipeline/demo.js";
-import { runExperiment } from "../../src/pipeline/index.js";
 
 interface Args {
   out: string;
@@ -22,6 +20,8 @@ export const demoCommand: CommandModule<object, Args> = {
       .option("log-json", { type: "boolean", description: "Progress as JSON lines on stderr" })
       .strict(),
   handler: async (args) => {
+    const { demoConfig } = await import("../../src/pipeline/demo.js");
+    const { runExperiment } = await import("../../src/pipeline/index.js");
     const config = demoConfig({ quick: args.quick });
     const ac = new AbortController();
     const onSig = () => ac.abort(Object.assign(new Error("interrupted: finished cells are kept; run 'qsae demo' again to resume"), { name: "AbortError" }));

@@ -1,7 +1,6 @@
 // qsae report RUNDIR: merge the run folder's finished cells into results.json/csv and a self-contained report.html.
 import type { CommandModule } from "yargs";
 
-import { writeReport } from "../../src/report/index.js";
 
 interface Args {
   rundir: string;
@@ -17,6 +16,7 @@ export const reportCommand: CommandModule<object, Args> = {
       .option("out", { type: "string", description: "Report file (default: RUNDIR/report.html)" })
       .strict(),
   handler: async (args) => {
+    const { writeReport } = await import("../../src/report/index.js");
     const r = await writeReport(args.rundir, args.out);
     if (!r.complete) process.stderr.write(`qsae: note: ${r.missing.length} cell(s) are not done yet; the report shows what is\n`);
     process.stdout.write(`${r.path}\n`);

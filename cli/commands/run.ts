@@ -2,8 +2,11 @@
 import type { CommandModule } from "yargs";
 
 import { InputError } from "../../src/errors.js";
-import { parseShard, runExperiment, shardFromEnv, STAGES } from "../../src/pipeline/index.js";
+import { parseShard, shardFromEnv } from "../../src/pipeline/cells.js";
 import type { ProgressMode } from "../../src/pipeline/progress.js";
+
+// The pipeline (and vega, for the report) load only when the command runs.
+const STAGES = ["extract", "train", "transfer", "align", "bench", "compare"];
 
 interface Args {
   config: string;
@@ -44,6 +47,7 @@ export const runCommand: CommandModule<object, Args> = {
     process.once("SIGINT", onSig);
     process.once("SIGTERM", onSig);
     try {
+      const { runExperiment } = await import("../../src/pipeline/index.js");
       const r = await runExperiment(args.config, {
         out: args.out,
         resume: args.resume,

@@ -29,6 +29,8 @@ const benchCommon = {
   limit: positiveInt.optional(),
   max_new_tokens: positiveInt.optional(),
   batch_size: positiveInt.optional(),
+  /** instruct models: prompts go through the chat template (HumanEval, GSM8K) */
+  chat: z.boolean().optional(),
 };
 
 export const ConfigSchema = z

@@ -220,11 +220,12 @@ export function pipelineStages(c: ExperimentConfig): Record<string, StageFn> {
             ...common,
             complete: modelCompletionFn(model, tok, { batchSize: b.batch_size }),
             maxNewTokens: h.max_new_tokens,
+            chat: h.chat,
             timeoutMs: h.timeout_s !== undefined ? h.timeout_s * 1000 : undefined,
           });
         } else if (p.task === "gsm8k") {
           const g = c.benchmarks.gsm8k!;
-          r = await runGsm8k({ ...common, complete: modelCompletionFn(model, tok, { batchSize: b.batch_size }), maxNewTokens: g.max_new_tokens, shots: g.shots, train: g.train });
+          r = await runGsm8k({ ...common, complete: modelCompletionFn(model, tok, { batchSize: b.batch_size }), maxNewTokens: g.max_new_tokens, shots: g.shots, train: g.train, chat: g.chat });
         } else {
           const mm = c.benchmarks.mmlu!;
           const subjects = mm.subjects === undefined ? undefined : Array.isArray(mm.subjects) ? mm.subjects : [mm.subjects];
