@@ -2,6 +2,7 @@
 // solutions pass, reference answers and keys score 1.0, and `qsae bench` uses them without --data.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import "./python.js";
 import { describe, expect, it } from "vitest";
 
 import { loadGsm8k } from "../../src/bench/gsm8k.js";

@@ -1,14 +1,17 @@
 // The model-driven parts of the benchmarks with a stand-in model (logits a known function of the
 // input): MMLU letter log-probabilities, single- and multi-token letters, left padding, and HumanEval's
 // generation → execution pipeline with a stand-in generator.
+import "./python.js";
 import { describe, expect, it } from "vitest";
 
+import { runGsm8k } from "../../src/bench/gsm8k.js";
 import { runHumanEval } from "../../src/bench/humaneval.js";
 import { modelChoiceScorer } from "../../src/bench/model.js";
 import type { LanguageModel } from "../../src/model/generate.js";
 import type { Tokenizer } from "../../src/model/tokenizer.js";
 import { Tensor } from "../../src/tensor.js";
-import { haveShared, sharedPath } from "../helpers/shared.js";
+import { haveShared, repoRoot, sharedPath } from "../helpers/shared.js";
+import { join } from "node:path";
 
 const V = 128;
 // logits of the next token after a sequence: depend on the last token and the sequence length
@@ -131,5 +134,68 @@ describe("bench with stand-in models", () => {
     expect(r.score).toBeCloseTo(4 / 6, 12);
     // the second batch was requested before all programs of the first had finished
     expect(order.indexOf("gen 2")).toBeLessThan(order.indexOf("execute 4"));
+  });
+
+  it("HumanEval: several samples per task give pass@k with sampling; chat answers give their code block", async () => {
+    const data = join(repoRoot, "data/tasks/humaneval.jsonl");
+    const { loadHumanEval } = await import("../../src/bench/humaneval.js");
+    const probs = new Map(loadHumanEval(data).map((p) => [p.prompt, p]));
+    let calls = 0;
+    const r = await runHumanEval({
+      data,
+      limit: 3,
+      samplesPerTask: 3,
+      batchSize: 3,
+      seed: 5,
+      timeoutMs: 20_000,
+      complete: async (prompts, req) => {
+        expect(req.temperature).toBe(0.8);
+        calls++;
+        // the first round (one prompt per task) right, the next two rounds wrong
+        return prompts.map((p) => ({ completion: calls === 1 ? probs.get(p)!.canonical_solution! : "    return None\n" }));
+      },
+    });
+    expect(r.items.length).toBe(9);
+    expect(r.passAtK!["pass@1"]).toBeCloseTo(1 / 3, 12);
+    expect(r.passAtK!["pass@10"]).toBeUndefined();
+    expect(r.ciMethod).toBe("bootstrap");
+    const chat = await runHumanEval({
+      data,
+      limit: 2,
+      chat: true,
+      timeoutMs: 20_000,
+      complete: async (prompts, req) => {
+        expect(req.chat).toBe(true);
+        expect(req.stop).toEqual([]);
+        return prompts.map((p) => {
+          const prob = [...probs.values()].find((x) => p.includes(x.prompt))!;
+          const name = prob.entry_point;
+          const args = prob.prompt.slice(prob.prompt.indexOf("(") + 1, prob.prompt.indexOf(")"));
+          return { completion: `Sure:\n\n\`\`\`python\ndef ${name}(${args}):\n${prob.canonical_solution}\`\`\`\nThis works.` };
+        });
+      },
+    });
+    expect(chat.items.map((i) => i.result)).toEqual(["passed", "passed"]);
+  });
+
+  it("GSM8K: 8-shot prompts from train.jsonl, answers taken from the generation", async () => {
+    const data = join(repoRoot, "data/tasks/gsm8k");
+    let seen = "";
+    const r = await runGsm8k({
+      data,
+      limit: 4,
+      batchSize: 3,
+      complete: async (prompts, req) => {
+        seen = prompts[0];
+        expect(req.stop).toContain("Question:");
+        // right for even questions, rambling into the next question for odd ones
+        return prompts.map((p, i) => ({ completion: i % 2 === 0 ? " 5 + 3 = 8.\n#### 8" : " I think 41.\n\nQuestion: what is 8?" }));
+      },
+    });
+    expect(seen.split("Question: ").length - 1).toBe(9);
+    expect(seen.endsWith("Answer:")).toBe(true);
+    expect(r.n).toBe(4);
+    expect(r.items[0]).toMatchObject({ passed: true, answer: "8", reference: "8" });
+    expect(r.items[1]).toMatchObject({ passed: false, answer: "41", completion: " I think 41.\n\n" });
   });
 });

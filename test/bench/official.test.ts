@@ -3,6 +3,7 @@
 // --samples modes never load libtorch.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import "./python.js";
 import { describe, expect, it } from "vitest";
 
 import { loadGsm8k, runGsm8k } from "../../src/bench/gsm8k.js";
