@@ -132,7 +132,10 @@ export async function runGsm8k(opts: Gsm8kOptions): Promise<BenchResult> {
     }
     if (items.length === 0) throw new InputError(`${samplesFile ?? "samples"}: no completions for the questions of ${files.test}`);
   } else {
-    if (!opts.complete) throw new TypeError("runGsm8k needs either samples or a generator (complete)");
+    const complete =
+      opts.complete ??
+      (opts.model && opts.tokenizer ? (await import("./model.js")).modelCompletionFn(opts.model, opts.tokenizer, { batchSize: opts.batchSize }) : undefined);
+    if (!complete) throw new TypeError("runGsm8k needs samples, a generator (complete), or a model and its tokenizer");
     shots = opts.shots ?? 8;
     let fewshot: Gsm8kItem[] = [];
     if (shots > 0) {
@@ -146,7 +149,7 @@ export async function runGsm8k(opts: Gsm8kOptions): Promise<BenchResult> {
     for (let b = 0; b < data.length; b += batch) {
       opts.signal?.throwIfAborted();
       const idx = data.slice(b, b + batch).map((_, k) => b + k);
-      const outs = await opts.complete(
+      const outs = await complete(
         idx.map((i) => gsm8kPrompt(fewshot, data[i].question)),
         { maxNewTokens: opts.maxNewTokens ?? 256, temperature: 0, stop: GSM8K_STOP, chat: opts.chat, signal: opts.signal },
       );

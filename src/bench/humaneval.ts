@@ -140,8 +140,8 @@ export async function runHumanEval(opts: HumanEvalOptions): Promise<BenchResult>
           `use --limit to score a prefix of the data`,
       );
     }
-  } else if (!opts.complete) {
-    throw new TypeError("runHumanEval needs either samples or a generator (complete)");
+  } else if (!opts.complete && !(opts.model && opts.tokenizer)) {
+    throw new TypeError("runHumanEval needs samples, a generator (complete), or a model and its tokenizer");
   }
 
   // Python first: a missing interpreter is reported before any generation starts.
@@ -171,7 +171,8 @@ export async function runHumanEval(opts: HumanEvalOptions): Promise<BenchResult>
         submit(p, s.completion, j, i * 1e6 + j + k * 0);
       });
     } else {
-      const complete = opts.complete!;
+      const complete =
+        opts.complete ?? (await import("./model.js")).modelCompletionFn(opts.model!, opts.tokenizer!, { batchSize: opts.batchSize });
       const batch = Math.max(1, opts.batchSize ?? 8);
       const temperature = nPer > 1 ? (opts.temperature ?? 0.8) : (opts.temperature ?? 0);
       const work: { p: HumanEvalProblem; i: number; j: number }[] = [];

@@ -166,8 +166,9 @@ export async function runMmlu(opts: MmluOptions): Promise<BenchResult> {
     }
     if (items.length === 0) throw new InputError(`${samplesFile ?? "samples"}: no answers for the selected MMLU questions`);
   } else {
-    const scorer = opts.scorer;
-    if (!scorer) throw new TypeError("runMmlu needs either samples or a scorer");
+    const scorer =
+      opts.scorer ?? (opts.model && opts.tokenizer ? (await import("./model.js")).modelChoiceScorer(opts.model, opts.tokenizer) : undefined);
+    if (!scorer) throw new TypeError("runMmlu needs samples, a scorer, or a model and its tokenizer");
     const shots = opts.shots ?? 5;
     const batch = Math.max(1, opts.batchSize ?? 8);
     const work: { subject: string; index: number; prompt: string }[] = [];

@@ -89,7 +89,13 @@ export interface BenchProgress {
   total: number;
 }
 
-export interface CommonOptions {
+/** A model and its tokenizer (src/model): the benchmarks build their generator / scorer from them. */
+export interface ModelSource {
+  model?: import("../model/generate.js").LanguageModel;
+  tokenizer?: import("../model/tokenizer.js").Tokenizer;
+}
+
+export interface CommonOptions extends ModelSource {
   /** Data file or folder. */
   data: string;
   /** Only the first N items (MMLU: the first N questions of each subject). */
