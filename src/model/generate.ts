@@ -290,9 +290,10 @@ function step(r: Row, t: number, tok: Tokenizer | null, eos: Set<number>, o: Gen
     r.done = true;
     r.finish = "eos";
   }
-  if (tok) {
-    const text = isEos ? r.text : tok.decode(r.tokens);
-    const stops = o.stop ?? [];
+  const stops = o.stop ?? [];
+  // Text is needed every step only for stop strings and streaming; otherwise once, at the end.
+  if (tok && !isEos && (stops.length > 0 || o.onToken)) {
+    const text = tok.decode(r.tokens);
     let cut = -1;
     for (const s of stops) {
       const i = text.indexOf(s);
@@ -310,7 +311,8 @@ function step(r: Row, t: number, tok: Tokenizer | null, eos: Set<number>, o: Gen
     r.done = true;
     r.finish = "length";
   }
-  if (tok && o.onToken) stream(r, o.stop ?? [], o.onToken);
+  if (tok && r.done && stops.length === 0 && !o.onToken) r.text = tok.decode(isEos ? r.tokens.slice(0, -1) : r.tokens);
+  if (tok && o.onToken) stream(r, stops, o.onToken);
 }
 
 /**

@@ -130,6 +130,11 @@ export function samplingDistribution(
     }
     if (thr === 0) break;
     if (topK > 0 ? cand.length >= topK : m >= topP * sum) break;
+    if (topK > 0) {
+      // Fewer than k tokens above the threshold: the k-th largest weight is the exact one.
+      thr = kthLargest(p, n, topK);
+      continue;
+    }
     thr = thr > 1e-30 ? thr * 1e-6 : 0;
   }
   cand.sort((a, b) => p[b] - p[a] || a - b);
@@ -177,6 +182,37 @@ export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, rng: 
     if (u < c) return ids[j];
   }
   return ids[ids.length - 1];
+}
+
+/** The k-th largest of x[0, n): one pass with a size-k min-heap (most values lose at the root). */
+function kthLargest(x: Float64Array, n: number, k: number): number {
+  const h = new Float64Array(k);
+  let size = 0;
+  for (let i = 0; i < n; i++) {
+    const v = x[i];
+    if (size < k) {
+      let j = size++;
+      while (j > 0) {
+        const parent = (j - 1) >> 1;
+        if (h[parent] <= v) break;
+        h[j] = h[parent];
+        j = parent;
+      }
+      h[j] = v;
+    } else if (v > h[0]) {
+      let j = 0;
+      for (;;) {
+        const l = 2 * j + 1;
+        if (l >= k) break;
+        const c = l + 1 < k && h[l + 1] < h[l] ? l + 1 : l;
+        if (h[c] >= v) break;
+        h[j] = h[c];
+        j = c;
+      }
+      h[j] = v;
+    }
+  }
+  return h[0];
 }
 
 let buf = new Float64Array(0);

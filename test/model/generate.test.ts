@@ -56,6 +56,12 @@ describe("sampling", () => {
     while (cum < 0.95) cum += p[order[n++]];
     expect(d.ids.length).toBe(n);
     expect(d.ids.slice(0, 10)).toEqual(order.slice(0, 10));
+    // top-k reaching below the 10 peaks into a tail of distinct values: exactly the 50 largest.
+    const tail = Float32Array.from({ length: V }, (_, i) => -2 - ((i * 7919) % V) / V);
+    for (let i = 0; i < 10; i++) tail[i * 997] = 8 - i;
+    const q = softmax([...tail]);
+    const qo = [...q.keys()].sort((a, b) => q[b] - q[a] || a - b);
+    expect(samplingDistribution(tail, { temperature: 1, topK: 50 }).ids).toEqual(qo.slice(0, 50));
   });
 
   it("draws with the right frequencies, the same ones for the same seed", () => {
