@@ -1,6 +1,4 @@
 // Charts for the report: vega-lite specs compiled to vega and rendered to SVG in Node (no browser, no canvas).
-import * as vega from "vega";
-import * as vl from "vega-lite";
 
 /** Colors per precision, as in the seed's summary. */
 export const PRECISION_COLORS: Record<string, string> = {
@@ -39,6 +37,8 @@ export function prefixSvgIds(svg: string, prefix: string): string {
 
 /** Compiles a vega-lite spec and renders it to an SVG string. */
 export async function renderSvg(spec: VlSpec, idPrefix = "chart"): Promise<string> {
+  // vega is loaded on first use (it is large; importing qsae should stay quick)
+  const [vega, vl] = await Promise.all([import("vega"), import("vega-lite")]);
   const full = { $schema: "https://vega.github.io/schema/vega-lite/v6.json", config: baseConfig, ...spec };
   const compiled = vl.compile(full as never).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: "none" });
