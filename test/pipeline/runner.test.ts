@@ -168,6 +168,39 @@ describe("runCells", () => {
     expect(isDone(rundir, cells[0])).toBe(false);
   });
 
+  it("runs independent cells one per device at the same time (two CPU 'devices')", async () => {
+    const rundir = freshDir();
+    const cells = keyCells(fixtureSpecs({ n: 3000 }));
+    let active = 0;
+    let maxActive = 0;
+    const used = new Set<string>();
+    const stages = Object.fromEntries(
+      Object.entries(fixtureStages).map(([k, f]) => [
+        k,
+        async (ctx: Parameters<typeof f>[0]) => {
+          active++;
+          maxActive = Math.max(maxActive, active);
+          used.add(ctx.device);
+          try {
+            await new Promise((r) => setTimeout(r, 20));
+            return await f(ctx);
+          } finally {
+            active--;
+          }
+        },
+      ]),
+    );
+    const r = await runCells(cells, stages, { rundir, devices: ["cpu", "cpu:1"] });
+    expect(r.failed).toEqual([]);
+    expect(maxActive).toBe(2);
+    expect([...used].sort()).toEqual(["cpu", "cpu:1"]);
+    const single = freshDir();
+    plan(single, cells);
+    plan(rundir, cells);
+    await runCells(cells, fixtureStages, { rundir: single });
+    expect(metricsOf(rundir)).toEqual(metricsOf(single));
+  });
+
   it("N local processes sharing RUNDIR produce exactly the single-process results", async () => {
     const cells = keyCells(fixtureSpecs({ n: 3000 }));
     const single = freshDir();
