@@ -40,8 +40,8 @@ export async function renderSvg(spec: VlSpec, idPrefix = "chart"): Promise<strin
   // vega is loaded on first use (it is large; importing qsae should stay quick)
   const [vega, vl] = await Promise.all([import("vega"), import("vega-lite")]);
   const full = { $schema: "https://vega.github.io/schema/vega-lite/v6.json", config: baseConfig, ...spec };
-  const compiled = vl.compile(full as never).spec;
-  const view = new vega.View(vega.parse(compiled), { renderer: "none" });
+  const compiled = vl.compile(full as never, { logger: vega.logger(vega.None) } as never).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: "none", logLevel: vega.None } as never);
   try {
     const svg = await view.toSVG();
     return prefixSvgIds(svg, idPrefix);
@@ -73,7 +73,7 @@ export function degradationSpec(rows: ScoreRow[]): VlSpec {
     facet: { row: { field: "benchmark", type: "nominal", title: null, header: { labelAngle: 0, labelAlign: "left" } } },
     spec: {
       width: 560,
-      height: { step: 12 },
+      height: { step: 9, for: "offset" },
       layer: [
         {
           mark: { type: "bar", cornerRadiusEnd: 2 },

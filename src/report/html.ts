@@ -52,6 +52,7 @@ details.section[open]>summary::after{content:"▲"}
 .content{padding:4px 20px 20px;border-top:1px solid var(--border)}
 .content h3{font-size:.95rem;margin:18px 0 6px}
 .note{color:var(--muted);font-size:.8rem;margin:6px 0}
+.table-wrap{overflow-x:auto}
 .data-table{width:100%;border-collapse:collapse;margin:12px 0;font-size:.82rem}
 .data-table th{font-family:Menlo,Consolas,monospace;font-size:.62rem;text-transform:uppercase;letter-spacing:.5px;text-align:left;padding:7px 10px;background:var(--ink);color:var(--paper);font-weight:500}
 .data-table td{padding:6px 10px;border-bottom:1px solid var(--border);vertical-align:top}
@@ -82,9 +83,9 @@ interface Stat {
 }
 
 function table(header: string[], rows: string[][], numericFrom = 1): string {
-  return `<table class="data-table"><thead><tr>${header.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${rows
+  return `<div class="table-wrap"><table class="data-table"><thead><tr>${header.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${rows
     .map((r) => `<tr>${r.map((c, i) => `<td${i >= numericFrom ? ' class="n"' : ""}>${c}</td>`).join("")}</tr>`)
-    .join("")}</tbody></table>`;
+    .join("")}</tbody></table></div>`;
 }
 
 const valCi = (v: number | null | undefined, ci: CI | undefined) => `${pct(v)} <span class="ci">${ciText(ci)}</span>`;
