@@ -85,5 +85,90 @@ export interface IoNative {
   saveSafetensors(path: string, tensors: Record<string, NativeTensor>, metadata?: Record<string, string>): Promise<void>;
 }
 
+// ---- model runtime (native/addon/model_binding.cpp) ----
+export interface NativeModelConfigInfo {
+  architecture: string;
+  modelType: string;
+  numLayers: number;
+  hiddenSize: number;
+  vocabSize: number;
+  maxPositions: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  bosTokenId: number | null;
+  padTokenId: number | null;
+  eosTokenIds: number[];
+}
+
+export interface NativeModuleInfo {
+  name: string;
+  precision: string;
+  bytes: number;
+}
+
+export interface NativeModelInfo extends NativeModelConfigInfo {
+  precision: string;
+  computeDtype: string;
+  device: string;
+  bytes: number;
+  slidingWindow: number[];
+}
+
+export interface NativeModelPlan extends NativeModelConfigInfo {
+  precision: string;
+  computeDtype: string;
+  modules: NativeModuleInfo[];
+  totalBytes: number;
+  checkpointBytes: number;
+  largestTensorBytes: number;
+  prequantized: boolean;
+}
+
+export interface NativeKvCache {
+  readonly length: number;
+  readonly bytes: number;
+  readonly disposed: boolean;
+  dispose(): void;
+}
+
+export interface NativeForwardOptions {
+  attentionMask?: NativeTensor;
+  cache?: NativeKvCache;
+  hooks?: string[];
+  layers?: number[];
+  hidden?: boolean;
+  lastOnly?: boolean;
+  logits?: boolean;
+  cancel?: NativeCancelToken;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  modules(): NativeModuleInfo[];
+  forward(
+    inputIds: NativeTensor,
+    opts?: NativeForwardOptions,
+  ): Promise<{ logits?: NativeTensor; hidden?: NativeTensor[]; captures?: Record<string, NativeTensor> }>;
+  createCache(): NativeKvCache;
+  readonly bytes: number;
+  readonly disposed: boolean;
+  dispose(): void;
+}
+
+export interface NativeLoadModelOptions extends NativeJobOptions {
+  precision?: string;
+  computeDtype?: string;
+  device?: string;
+  blocksize?: number;
+  doubleQuant?: boolean;
+  int8Threshold?: number;
+}
+
+export interface ModelNative {
+  loadModel(path: string, opts?: NativeLoadModelOptions): Promise<NativeModel>;
+  planModel(path: string, opts?: NativeLoadModelOptions): Promise<NativeModelPlan>;
+}
+
 // Modules add their interfaces here (QuantNative, ModelNative, SaeNative, AnalysisNative) and list them below.
-export interface NativeAddon extends CommonNative, IoNative {}
+export interface NativeAddon extends CommonNative, IoNative, ModelNative {}
