@@ -1,10 +1,11 @@
 // Every qsae command, one module per file. Add new commands here.
 import type { CommandModule } from "yargs";
 
+import { benchCommand } from "./bench.js";
 import { forwardCommand } from "./forward.js";
 import { infoCommand } from "./info.js";
 import { inspectCommand } from "./inspect.js";
 import { inspectModelCommand } from "./inspect-model.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, forwardCommand, inspectModelCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, forwardCommand, inspectModelCommand, benchCommand];
