@@ -82,11 +82,21 @@ at::Tensor dequantize_int8(const Int8Weight& w, at::ScalarType out = at::kFloat)
 at::Tensor linear_int8(const at::Tensor& x, const Int8Weight& w, const at::Tensor& bias, double threshold,
                        at::ScalarType compute);
 
-// Row-wise activation quantization (LLM.int8): per row scale = max|x_row| over the non-outlier columns,
-// q = round_half_even(x * 127 / scale); outlier columns are zeroed in q. Returns {q int8 [M,K], scale fp32 [M]}.
-std::pair<at::Tensor, at::Tensor> quantize_rows_int8(const at::Tensor& x2d, const std::vector<int64_t>& outlier_cols);
+// Row-wise activation quantization (LLM.int8, bitsandbytes' int8_vectorwise_quant): outlier columns are those
+// with any |x| >= threshold (none when threshold <= 0); per row scale = max|x| over the elements below the
+// threshold; q = round_half_even(x * (127 / scale)); outlier columns are zeroed in q.
+struct RowQuant {
+  at::Tensor q;      // int8 [M, K]
+  at::Tensor scale;  // fp32 [M]
+  std::vector<int64_t> outlier_cols;
+};
+RowQuant quantize_rows_int8(const at::Tensor& x2d, double threshold);
 // Columns of x2d [M,K] where any |x| >= threshold (ascending).
 std::vector<int64_t> outlier_columns(const at::Tensor& x2d, double threshold);
+
+// CPU kernel selection, for tests and benchmarks: "auto" (AVX2/FMA when the processor has them) or "generic".
+void set_cpu_kernel(const std::string& which);
+std::string cpu_kernel();  // the kernel in use: "avx2" or "generic"
 
 // ---- Serialization: the HF + bitsandbytes safetensors layout, names relative to a weight name / prefix ----
 // 4-bit, for weight name W ("model.layers.0.mlp.up_proj.weight"): W U8 [ceil(n/2),1], W.absmax (F32, or U8
