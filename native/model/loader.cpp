@@ -180,18 +180,11 @@ Resolved resolve(const ModelConfig& c, const Checkpoint& ck, const std::vector<S
   return r;
 }
 
-// The shard that should hold `name`: the index's shard, else the one holding its layer's siblings.
+// Where `name` should have been: its shard, the lone weight file, or the index of a sharded checkpoint.
 std::string expected_shard(const Checkpoint& ck, const std::string& name) {
   if (ck.contains(name)) return basename_of(ck.shard_path(name));
-  auto dot = name.find(".layers.");
-  if (dot != std::string::npos) {
-    auto end = name.find('.', dot + 8);
-    std::string prefix = name.substr(0, end + 1);
-    for (const auto& n : ck.names())
-      if (n.rfind(prefix, 0) == 0) return basename_of(ck.shard_path(n));
-  }
   auto sh = ck.shards();
-  return sh.size() == 1 ? basename_of(sh[0]) : basename_of(ck.path());
+  return sh.size() == 1 ? basename_of(sh[0]) : std::string("model.safetensors.index.json");
 }
 
 void check_tensor(const Checkpoint& ck, const ModelConfig& c, const std::string& name, const std::vector<int64_t>& shape) {

@@ -164,7 +164,7 @@ describe.skipIf(!haveShared)(`model runtime (${haveShared ? "fixtures" : sharedS
     copyFileSync(join(base, "config.json"), join(noWeights, "config.json"));
     await expect(Model.load(noWeights)).rejects.toThrow(/no weights/);
     await expect(Model.load(base, { precision: "fp8" as never })).rejects.toThrow(/unknown precision 'fp8'/);
-    // A sharded checkpoint missing a tensor names the shard that should hold it.
+    // A sharded checkpoint: a tensor missing from the shard the index names, then missing from the index too.
     const sh = join(dir, "sharded");
     cpSync(sharedPath("models", "tiny-qwen3-tied-sharded"), sh, { recursive: true });
     const idx = JSON.parse(readFileSync(join(sh, "model.safetensors.index.json"), "utf8"));
@@ -173,9 +173,11 @@ describe.skipIf(!haveShared)(`model runtime (${haveShared ? "fixtures" : sharedS
     const loaded = await loadSafetensors(join(sh, shard));
     delete loaded.tensors[victim];
     await saveSafetensors(join(sh, shard), loaded.tensors);
+    const re = (s: string) => new RegExp(s.replace(/\./g, "\\."));
+    await expect(Model.load(sh)).rejects.toThrow(re(`${victim}: missing from ${sh}/${shard}`));
     delete idx.weight_map[victim];
     writeFileSync(join(sh, "model.safetensors.index.json"), JSON.stringify(idx));
-    await expect(Model.load(sh)).rejects.toThrow(new RegExp(`${victim.replace(/\./g, "\\.")}: missing from ${shard}`));
+    await expect(Model.load(sh)).rejects.toThrow(re(`${victim}: missing from model.safetensors.index.json`));
     const m = await Model.load(base, { precision: "fp32" });
     await expect(m.forward(ids([[1, 300]]))).rejects.toThrow(/token id 300 out of range/);
     await expect(m.forward(ids([[1, 2]]), { capture: { hooks: ["resid_post"], layers: [5] } })).rejects.toThrow(/layer 5 out of range/);
