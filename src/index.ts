@@ -18,3 +18,5 @@ export type { ExtractHook, ExtractModel, ExtractOptions } from "./model/extract.
 export { ActivationStore, ActivationStoreWriter, actsName } from "./model/activation-store.js";
 export type { ActivationManifest, ShardInfo, StoreDtype, StoreWriterOptions } from "./model/activation-store.js";
 export { hashPrompts, readPromptItems, readPrompts } from "./model/prompts.js";
+export { align, linearAssignment, TRANSFER_METRICS, transfer, transferWithDetails } from "./analysis/index.js";
+export type { AlignOptions, AlignResult, LapResult, TransferDetails, TransferMetric, TransferOptions, TransferResult } from "./analysis/index.js";

@@ -1,6 +1,8 @@
 // Every qsae command, one module per file. Add new commands here.
 import type { CommandModule } from "yargs";
 
+import { alignCommand } from "./align.js";
+import { transferCommand } from "./transfer.js";
 import { benchCommand } from "./bench.js";
 import { forwardCommand } from "./forward.js";
 import { infoCommand } from "./info.js";
@@ -8,4 +10,4 @@ import { inspectCommand } from "./inspect.js";
 import { inspectModelCommand } from "./inspect-model.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, forwardCommand, inspectModelCommand, benchCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, forwardCommand, inspectModelCommand, benchCommand, transferCommand, alignCommand];

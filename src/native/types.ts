@@ -170,5 +170,53 @@ export interface ModelNative {
   planModel(path: string, opts?: NativeLoadModelOptions): Promise<NativeModelPlan>;
 }
 
+// ---- analysis (native/addon/analysis_binding.cpp) ----
+export interface NativeTransferDetails {
+  unit: string;
+  units: number;
+  groups: number;
+  resamples: number;
+  k: number;
+  dIn: number;
+}
+
+export interface NativeTransferOptions extends NativeJobOptions {
+  hook?: string;
+  layer?: number;
+  k?: number;
+  nBoot?: number;
+  seed?: number;
+  chunkRows?: number;
+  maxGroups?: number;
+  device?: string;
+}
+
+export interface NativeLapResult {
+  colOfRow: Int32Array;
+  value: number;
+  upperBound: number;
+  gapBound: number;
+  exact: boolean;
+  iterations: number;
+}
+
+export interface AnalysisNative {
+  analysisTransfer(
+    sae: string,
+    actsA: string,
+    actsB: string,
+    opts?: NativeTransferOptions,
+  ): Promise<Record<string, unknown> & { details: NativeTransferDetails }>;
+  analysisAlign(
+    saeA: string,
+    saeB: string,
+    opts?: NativeJobOptions & { method?: string; exactMax?: number; epsFinal?: number },
+  ): Promise<Record<string, unknown>>;
+  linearAssignment(
+    weights: NativeTensor,
+    opts?: NativeJobOptions & { method?: string; epsFinal?: number },
+  ): Promise<NativeLapResult>;
+}
+
 // Modules add their interfaces here (QuantNative, ModelNative, SaeNative, AnalysisNative) and list them below.
-export interface NativeAddon extends CommonNative, IoNative, ModelNative {}
+export interface NativeAddon extends CommonNative, IoNative, ModelNative, AnalysisNative {}
