@@ -4,10 +4,12 @@ import type { CommandModule } from "yargs";
 import { alignCommand } from "./align.js";
 import { transferCommand } from "./transfer.js";
 import { benchCommand } from "./bench.js";
+import { extractCommand } from "./extract.js";
 import { forwardCommand } from "./forward.js";
+import { generateCommand } from "./generate.js";
 import { infoCommand } from "./info.js";
 import { inspectCommand } from "./inspect.js";
 import { inspectModelCommand } from "./inspect-model.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, forwardCommand, inspectModelCommand, benchCommand, transferCommand, alignCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, forwardCommand, generateCommand, extractCommand, inspectModelCommand, benchCommand, transferCommand, alignCommand];

@@ -8,13 +8,14 @@ import { VERSION } from "../version.js";
 import { actsName, ActivationStoreWriter } from "./activation-store.js";
 import type { ActivationManifest, StoreDtype } from "./activation-store.js";
 import type { LanguageModel } from "./generate.js";
+import { HOOK_NAMES, type HookName } from "./model.js";
 import { hashPrompts } from "./prompts.js";
 import type { Tokenizer } from "./tokenizer.js";
 
 export type { ActivationManifest } from "./activation-store.js";
 
-export const HOOK_NAMES = ["resid_pre", "resid_post", "attn_out", "mlp_out"] as const;
-export type ExtractHook = (typeof HOOK_NAMES)[number];
+/** A hook point of the model runtime: resid_pre, resid_post, attn_out or mlp_out. */
+export type ExtractHook = HookName;
 
 /** What extraction reads of a model besides forward(): `Model` satisfies it. */
 export interface ExtractModel extends LanguageModel {
