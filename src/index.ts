@@ -7,6 +7,8 @@ export { DisposedError, InputError } from "./errors.js";
 export { inspectCheckpoint, loadSafetensors, saveSafetensors } from "./io/safetensors.js";
 export type { CheckpointSummary, TensorEntry, LoadedSafetensors } from "./io/safetensors.js";
 export { AbortToken } from "./native/cancel.js";
+export { quantize, dequantize, quantizedLinear, quantizeCheckpoint, quantCpuKernel, QuantizedTensor } from "./quant/index.js";
+export type { QuantFormat, QuantizeOptions, QuantizedLinearOptions, QuantizeCheckpointOptions, QuantizeCheckpointReport } from "./quant/index.js";
 export { Tokenizer } from "./model/tokenizer.js";
 export type { ChatMessage, ChatTemplateOptions, DecodeOptions, EncodeOptions, TokenizerFiles } from "./model/tokenizer.js";
 export { generate, generateIds } from "./model/generate.js";

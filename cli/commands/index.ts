@@ -10,6 +10,7 @@ import { generateCommand } from "./generate.js";
 import { infoCommand } from "./info.js";
 import { inspectCommand } from "./inspect.js";
 import { inspectModelCommand } from "./inspect-model.js";
+import { quantizeCommand } from "./quantize.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, forwardCommand, generateCommand, extractCommand, inspectModelCommand, benchCommand, transferCommand, alignCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, forwardCommand, generateCommand, extractCommand, inspectModelCommand, benchCommand, quantizeCommand, transferCommand, alignCommand];

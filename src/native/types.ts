@@ -218,5 +218,65 @@ export interface AnalysisNative {
   ): Promise<NativeLapResult>;
 }
 
+// ---- quant (native/addon/quant_binding.cpp) ----
+export type QuantFormatName = "nf4" | "fp4" | "int8";
+
+/** A 4-bit (NF4/FP4) tensor in bitsandbytes' layout. */
+export interface Native4bit {
+  format: "nf4" | "fp4";
+  blocksize: number;
+  shape: number[];
+  /** original dtype */
+  dtype: DTypeName;
+  doubleQuant: boolean;
+  /** uint8 [ceil(numel/2)], first element in the high nibble */
+  packed: NativeTensor;
+  /** fp32 [nblocks] (with double quant: the dequantized statistics) */
+  absmax: NativeTensor;
+  offset?: number;
+  quantAbsmax?: NativeTensor;
+  nestedAbsmax?: NativeTensor;
+  nestedQuantMap?: NativeTensor;
+  nestedBlocksize?: number;
+}
+
+/** An LLM.int8 weight: CB int8 [out, in], SCB fp32 [out]. */
+export interface NativeInt8 {
+  format: "int8";
+  CB: NativeTensor;
+  SCB: NativeTensor;
+}
+
+export interface NativeQuantizeReport {
+  out: string;
+  modelFolder: boolean;
+  quantized: string[];
+  kept: string[];
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface QuantNative {
+  quantize4(t: NativeTensor, o: { format: "nf4" | "fp4"; blocksize?: number; doubleQuant?: boolean }): Promise<Native4bit>;
+  dequantize4(q: Native4bit, dtype?: DTypeName): Promise<NativeTensor>;
+  quantizeInt8(t: NativeTensor): Promise<NativeInt8>;
+  dequantizeInt8(q: NativeInt8, dtype?: DTypeName): Promise<NativeTensor>;
+  linear4bit(x: NativeTensor, q: Native4bit, bias: NativeTensor | null, compute?: DTypeName): Promise<NativeTensor>;
+  linearInt8(
+    x: NativeTensor,
+    q: NativeInt8,
+    bias: NativeTensor | null,
+    threshold: number,
+    compute?: DTypeName,
+  ): Promise<NativeTensor>;
+  quantizeCheckpoint(
+    input: string,
+    output: string,
+    o: { format: QuantFormatName; blocksize?: number; doubleQuant?: boolean; threshold?: number } & NativeJobOptions,
+  ): Promise<NativeQuantizeReport>;
+  /** The CPU kernel in use ("avx2" | "generic"); passing "auto" or "generic" selects first. */
+  quantCpuKernel(which?: "auto" | "generic"): string;
+}
+
 // Modules add their interfaces here (QuantNative, ModelNative, SaeNative, AnalysisNative) and list them below.
-export interface NativeAddon extends CommonNative, IoNative, ModelNative, AnalysisNative {}
+export interface NativeAddon extends CommonNative, IoNative, ModelNative, AnalysisNative, QuantNative {}
