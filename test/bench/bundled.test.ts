@@ -37,7 +37,8 @@ describe("bundled data", () => {
     expect(r.stderr).toBe("");
     expect(JSON.parse(r.stdout)).toMatchObject({ task: "humaneval", score: 1, n: probs.length });
     // an empty body fails every task
-    const none = await runHumanEval({ data: join(tasks, "humaneval.jsonl"), samples: probs.map((p) => ({ task_id: p.task_id, completion: "    pass\n" })), timeoutMs: 20_000 });
+    const none = await runHumanEval({ data: join(tasks, "humaneval.jsonl"), limit: 10, samples: probs.map((p) => ({ task_id: p.task_id, completion: "    pass\n" })), timeoutMs: 20_000 });
+    expect(none.n).toBe(10);
     expect(none.score).toBe(0);
   });
 
