@@ -122,7 +122,7 @@ export const extractCommand: CommandModule<object, Args> = {
       const s = (performance.now() - t0) / 1000;
       const bytes = m.n_tokens * m.d_model * (m.dtype === "fp32" ? 4 : 2) * m.hooks.length * m.layers.length;
       process.stderr.write(
-        `wrote ${args.out}: ${m.n_tokens} tokens from ${m.n_prompts} prompts, ${m.hooks.length * m.layers.length} activations [N, ${m.d_model}] ${m.dtype} in ${m.shards.length} shard(s), ${formatBytes(bytes)} (${(m.n_tokens / s).toFixed(0)} tokens/s)\n`,
+        `wrote ${args.out}: ${m.n_tokens} tokens from ${m.n_prompts} prompts, ${m.hooks.length * m.layers.length} activation${m.hooks.length * m.layers.length === 1 ? "" : "s"} [N, ${m.d_model}] ${m.dtype} in ${m.shards.length} shard(s), ${formatBytes(bytes)} (${(m.n_tokens / s).toFixed(0)} tokens/s)\n`,
       );
     } finally {
       bar.stop();
@@ -154,7 +154,7 @@ function progress(label: string): { update: (p: Progress) => void; stop: () => v
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,
-      format: `${label} |{bar}| {percentage}% {value}/{total} tokens  {rate} tokens/s  eta {eta_formatted}`,
+      format: `${label} |{bar}| {percentage}% {value}/{total} tokens  {rate} tokens/s  eta {etaText}`,
       hideCursor: true,
       etaBuffer: 20,
     },
@@ -165,10 +165,11 @@ function progress(label: string): { update: (p: Progress) => void; stop: () => v
   return {
     update: (p) => {
       if (!started) {
-        bar.start(p.total, 0, { rate: "0" });
+        bar.start(p.total, 0, { rate: "0", etaText: "-" });
         started = true;
       }
-      bar.update(p.done, { rate: Math.round(rate(p.done)) });
+      // Our own ETA from the mean rate: cli-progress's is NaN before the first tokens arrive.
+      bar.update(p.done, { rate: Math.round(rate(p.done)), etaText: p.done > 0 ? `${eta(p)}s` : "-" });
     },
     stop: () => {
       if (started && !stopped) bar.stop();
