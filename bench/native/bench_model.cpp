@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/runtime.h"
+#include "common/tensor_util.h"
 #include "io/fs.h"
 #include "io/json.h"
 #include "io/safetensors.h"

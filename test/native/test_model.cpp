@@ -12,6 +12,7 @@
 #include "io/json.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "quant/checkpoint_quant.h"
 #include "quant/quant.h"
 #include "model/model.h"
 
@@ -281,4 +282,33 @@ TEST_CASE("model: rope scaling (llama3, linear, yarn) frequencies") {
   CHECK(scale == doctest::Approx(0.1 * std::log(4.0) + 1.0));
   CHECK(y[0].item<double>() == doctest::Approx(base[0].item<double>()));
   CHECK(y[3].item<double>() == doctest::Approx(base[3].item<double>() / 4));
+}
+
+TEST_CASE("model: pre-quantized bitsandbytes checkpoints load directly and equal on-the-fly quantization") {
+  if (!have_shared()) return;
+  for (const char* fmt : {"nf4", "int8"}) {
+    for (const char* name : {"tiny-qwen3-moe", "tiny-starcoder2", "tiny-gpt2"}) {
+      const std::string parent = tmp_dir(std::string("preq-") + fmt + "-" + name), d = parent + "/out";
+      quant::QuantizeOptions qo;
+      qo.format = fmt;
+      quant::quantize_checkpoint(model_dir(name), d, qo);
+      LoadOptions none;  // precision comes from quantization_config
+      none.compute_dtype = at::kFloat;
+      auto pre = Model::load(d, none);
+      CHECK(std::string(precision_name(pre->precision())) == fmt);
+      auto fly = Model::load(model_dir(name), opts_for(fmt));
+      at::Tensor ids = at::tensor({1, 5, 9, 200, 33, 7, 64, 128, 2, 3}, at::kLong).view({2, 5});
+      ForwardOptions o;
+      o.hidden = true;
+      auto a = pre->forward(ids, o), b = fly->forward(ids, o);
+      CHECK_MESSAGE(rel_err(a.logits, b.logits) <= 1e-6, std::string(name), " ", fmt);
+      auto pm = pre->modules(), fm = fly->modules();
+      REQUIRE(pm.size() == fm.size());
+      for (size_t i = 0; i < pm.size(); ++i) CHECK(pm[i].precision == fm[i].precision);
+      LoadOptions other;
+      other.precision = std::string(fmt) == "nf4" ? Precision::INT8 : Precision::NF4;
+      CHECK_THROWS_WITH_AS(Model::load(d, other), doctest::Contains("pre-quantized"), Error);
+      std::system(("rm -rf '" + parent + "'").c_str());
+    }
+  }
 }
