@@ -11,6 +11,7 @@ import { infoCommand } from "./info.js";
 import { inspectCommand } from "./inspect.js";
 import { inspectModelCommand } from "./inspect-model.js";
 import { quantizeCommand } from "./quantize.js";
+import { trainLmCommand } from "./train-lm.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, forwardCommand, generateCommand, extractCommand, inspectModelCommand, benchCommand, quantizeCommand, transferCommand, alignCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, forwardCommand, generateCommand, extractCommand, inspectModelCommand, benchCommand, quantizeCommand, transferCommand, alignCommand, trainLmCommand];

@@ -21,6 +21,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   if (init_model) init_model(env, exports);
   if (init_sae) init_sae(env, exports);
   if (init_analysis) init_analysis(env, exports);
+  if (init_train) init_train(env, exports);
   return exports;
 }
 

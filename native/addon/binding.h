@@ -11,4 +11,5 @@ void init_quant(Napi::Env env, Napi::Object exports) __attribute__((weak));
 void init_model(Napi::Env env, Napi::Object exports) __attribute__((weak));
 void init_sae(Napi::Env env, Napi::Object exports) __attribute__((weak));
 void init_analysis(Napi::Env env, Napi::Object exports) __attribute__((weak));
+void init_train(Napi::Env env, Napi::Object exports) __attribute__((weak));
 }  // namespace qsae::addon

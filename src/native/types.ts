@@ -278,5 +278,37 @@ export interface QuantNative {
   quantCpuKernel(which?: "auto" | "generic"): string;
 }
 
+export interface LmTrainOptions extends NativeJobOptions {
+  seqLen?: number;
+  batchSize?: number;
+  steps?: number;
+  warmupSteps?: number;
+  lr?: number;
+  minLrRatio?: number;
+  weightDecay?: number;
+  gradClip?: number;
+  seed?: number;
+  evalEvery?: number;
+  evalWindows?: number;
+  maxSeconds?: number;
+  saveDtype?: DTypeName;
+}
+
+export interface LmTrainResult {
+  steps: number;
+  tokens: number;
+  seconds: number;
+  finalTrainLoss: number;
+  /** nats per token on the held-out windows */
+  heldoutLoss: number;
+  heldoutCurve: [number, number][];
+}
+
+export interface TrainNative {
+  lmInitWeights(dir: string, seed: number): Promise<void>;
+  lmTrain(dir: string, trainTokens: NativeTensor, heldoutTokens: NativeTensor, opts: LmTrainOptions): Promise<LmTrainResult>;
+  lmEvalLoss(dir: string, tokens: NativeTensor, opts: { seqLen?: number; windows?: number; precision?: string }): Promise<number>;
+}
+
 // Modules add their interfaces here (QuantNative, ModelNative, SaeNative, AnalysisNative) and list them below.
-export interface NativeAddon extends CommonNative, IoNative, ModelNative, AnalysisNative, QuantNative {}
+export interface NativeAddon extends CommonNative, IoNative, ModelNative, AnalysisNative, QuantNative, TrainNative {}
