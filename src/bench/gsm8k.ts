@@ -110,6 +110,7 @@ export async function runGsm8k(opts: Gsm8kOptions): Promise<BenchResult> {
 
   const samplesFile = typeof opts.samples === "string" ? opts.samples : undefined;
   let shots = 0;
+  let minShots = Infinity;
   if (opts.samples !== undefined) {
     const recs =
       typeof opts.samples === "string"
@@ -146,12 +147,24 @@ export async function runGsm8k(opts: Gsm8kOptions): Promise<BenchResult> {
       if (fewshot.length < shots) throw new InputError(`${files.train}: ${shots} shots asked but the file has ${fewshot.length} examples`);
     }
     const batch = Math.max(1, opts.batchSize ?? 8);
+    const maxNew = opts.maxNewTokens ?? 256;
+    // Shots that would leave no room for maxNewTokens within the context are dropped (last first), as
+    // MMLU does; the fewest shots used is recorded.
+    const promptFor = (q: string) => {
+      let k = fewshot.length;
+      let p = gsm8kPrompt(fewshot, q);
+      if (complete.countTokens && complete.maxPositions) {
+        while (k > 0 && complete.countTokens(p, opts.chat) + maxNew > complete.maxPositions) p = gsm8kPrompt(fewshot.slice(0, --k), q);
+      }
+      minShots = Math.min(minShots, k);
+      return p;
+    };
     for (let b = 0; b < data.length; b += batch) {
       opts.signal?.throwIfAborted();
       const idx = data.slice(b, b + batch).map((_, k) => b + k);
       const outs = await complete(
-        idx.map((i) => gsm8kPrompt(fewshot, data[i].question)),
-        { maxNewTokens: opts.maxNewTokens ?? 256, temperature: 0, stop: GSM8K_STOP, chat: opts.chat, signal: opts.signal },
+        idx.map((i) => promptFor(data[i].question)),
+        { maxNewTokens: maxNew, temperature: 0, stop: GSM8K_STOP, chat: opts.chat, signal: opts.signal },
       );
       idx.forEach((i, k) => score(i, cutAt(outs[k].completion, GSM8K_STOP), outs[k].finishReason));
       opts.onProgress?.({ phase: "generate", done: items.length, total: data.length });
@@ -176,6 +189,7 @@ export async function runGsm8k(opts: Gsm8kOptions): Promise<BenchResult> {
       settings: {
         limit: opts.limit ?? null,
         shots: samplesFile || opts.samples ? null : shots,
+        ...(opts.samples ? {} : { shotsUsedMin: Number.isFinite(minShots) ? minShots : shots }),
         maxNewTokens: opts.samples ? null : (opts.maxNewTokens ?? 256),
         chat: !!opts.chat,
       },

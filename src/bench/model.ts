@@ -8,7 +8,7 @@ import type { ChoiceScorer, CompletionFn } from "./types.js";
 
 /** Completions from the model through qsae's generate(); prompts go in batches of `batchSize`. */
 export function modelCompletionFn(model: LanguageModel, tok: Tokenizer, opts: { batchSize?: number } = {}): CompletionFn {
-  return async (prompts, req) => {
+  const fn: CompletionFn = async (prompts, req) => {
     const out = await generate(model, tok, prompts, {
       maxNewTokens: req.maxNewTokens,
       temperature: req.temperature,
@@ -21,6 +21,12 @@ export function modelCompletionFn(model: LanguageModel, tok: Tokenizer, opts: { 
     });
     return out.map((r) => ({ completion: r.completion, finishReason: r.finishReason }));
   };
+  fn.maxPositions = model.info.maxPositions;
+  fn.countTokens = (text, chat) =>
+    chat && tok.hasChatTemplate
+      ? tok.encode(tok.applyChatTemplate([{ role: "user", content: text }], { addGenerationPrompt: true }), { addSpecialTokens: false }).length
+      : tok.encode(text).length;
+  return fn;
 }
 
 /** log-softmax of one row of logits, at the given ids. */

@@ -71,8 +71,14 @@ export interface Completion {
   finishReason?: string;
 }
 
-/** Completes a batch of prompts (one completion each, in order). */
-export type CompletionFn = (prompts: string[], req: GenerateRequest) => Promise<Completion[]>;
+/**
+ * Completes a batch of prompts (one completion each, in order). A model-backed one also tells the
+ * context length and counts tokens, so few-shot prompts can drop shots that would overflow.
+ */
+export type CompletionFn = ((prompts: string[], req: GenerateRequest) => Promise<Completion[]>) & {
+  maxPositions?: number;
+  countTokens?: (text: string, chat?: boolean) => number;
+};
 
 /** Log-probabilities of the next-token continuations " A", " B", " C", " D" after each prompt. */
 export interface ChoiceScorer {

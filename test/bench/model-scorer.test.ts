@@ -198,4 +198,27 @@ describe("bench with stand-in models", () => {
     expect(r.items[0]).toMatchObject({ passed: true, answer: "8", reference: "8" });
     expect(r.items[1]).toMatchObject({ passed: false, answer: "41", completion: " I think 41.\n\n" });
   });
+
+  it("GSM8K: shots that would overflow the context are dropped", async () => {
+    const data = join(repoRoot, "data/tasks/gsm8k");
+    const shotsSeen: number[] = [];
+    const complete = Object.assign(
+      async (prompts: string[]) => {
+        for (const p of prompts) {
+          shotsSeen.push(p.split("Question: ").length - 2);
+          expect(p.length + 100).toBeLessThanOrEqual(600);
+        }
+        return prompts.map(() => ({ completion: "#### 8" }));
+      },
+      // one token per character; 600 positions minus 100 new tokens leave 500 for the prompt
+      { maxPositions: 600, countTokens: (t: string) => t.length },
+    );
+    const r = await runGsm8k({ data, limit: 3, maxNewTokens: 100, complete });
+    expect(shotsSeen.length).toBe(3);
+    for (const k of shotsSeen) {
+      expect(k).toBeGreaterThanOrEqual(0);
+      expect(k).toBeLessThan(8);
+    }
+    expect(r.meta.settings.shotsUsedMin).toBe(Math.min(...shotsSeen));
+  });
 });
