@@ -22,3 +22,7 @@ export type { ActivationManifest, ShardInfo, StoreDtype, StoreWriterOptions } fr
 export { hashPrompts, readPromptItems, readPrompts } from "./model/prompts.js";
 export { align, linearAssignment, TRANSFER_METRICS, transfer, transferWithDetails } from "./analysis/index.js";
 export type { AlignOptions, AlignResult, LapResult, TransferDetails, TransferMetric, TransferOptions, TransferResult } from "./analysis/index.js";
+export { compareResults, loadResult, runGsm8k, runHumanEval, runMmlu, mcnemarExact, passAtK, wilsonInterval, PythonExecutor } from "./bench/index.js";
+export { extractGsm8kAnswer, loadGsm8k, loadHumanEval, loadMmluCsv, MMLU_GROUPS, truncateAtStop } from "./bench/index.js";
+export type { BenchItem, BenchResult, BenchTask, CompareResult, CompletionFn, ChoiceScorer, HumanEvalOptions, Gsm8kOptions, MmluOptions } from "./bench/index.js";
+export { modelChoiceScorer, modelCompletionFn } from "./bench/model.js";
