@@ -122,6 +122,10 @@ async function main(): Promise<void> {
     if (existsSync(join(shared, "models/tiny-qwen3")) && typeof (native() as unknown as Record<string, unknown>).loadModel === "function") {
       const { Model } = await import("../src/model/model.js");
       const prompts = Array.from({ length: 64 }, (_, i) => Array.from({ length: 128 }, (_, j) => (i * 31 + j * 7) % 256));
+      // Warm-up (first forwards pay for allocations and lazy initialization).
+      const warm = await Model.load(join(shared, "models/tiny-qwen3"), { precision: "fp32" });
+      await extractActivations(warm, null, prompts.slice(0, 8), { out: join(tmp, "warm"), layers: [0], hooks: ["resid_post"] });
+      warm.dispose();
       for (const precision of ["fp32", "bf16", "nf4"] as const) {
         const model = await Model.load(join(shared, "models/tiny-qwen3"), { precision });
         const t1 = performance.now();

@@ -89,9 +89,12 @@ function weights(logits: ArrayLike<number>, temperature: number, offset: number,
   if (max === -Infinity) throw new RangeError("all logits are -Infinity: nothing to sample");
   if (!Number.isFinite(max)) throw new RangeError("the logits hold NaN or +Infinity");
   const p = scratch(n);
+  const inv = 1 / temperature;
   let sum = 0;
   for (let i = 0; i < n; i++) {
-    const e = Math.exp((logits[offset + i] - max) / temperature);
+    // Weights below e^-50 (2e-22) change no probability at double precision: skip their exp.
+    const z = (logits[offset + i] - max) * inv;
+    const e = z < -50 ? 0 : Math.exp(z);
     p[i] = e;
     sum += e;
   }
