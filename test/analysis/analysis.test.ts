@@ -7,9 +7,10 @@ import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 
 import { align, linearAssignment, TRANSFER_METRICS, transfer, transferWithDetails } from "../../src/analysis/index.js";
-import { saveSafetensors } from "../../src/io/safetensors.js";
+import { loadSafetensors, saveSafetensors } from "../../src/io/safetensors.js";
 import { Tensor } from "../../src/tensor.js";
 import { runCli } from "../helpers/cli.js";
+import { haveShared, sharedPath, sharedSkipReason } from "../helpers/shared.js";
 import { tempDir } from "../helpers/tmp.js";
 import {
   type Acts,
@@ -176,6 +177,32 @@ describe("transfer", () => {
 
     await expect(transfer({ sae: saeDir, actsA: fileA, actsB: fileB, k: 0 })).rejects.toThrow(/k must be/);
   });
+
+  it.skipIf(!haveShared)("real cross-precision activations: tiny-llama3 fp32 vs nf4 (../shared reference) match the plain implementation", async () => {
+    const load = async (prec: string): Promise<Acts> => {
+      const f = await loadSafetensors(sharedPath("reference", `tiny-llama3.${prec}.safetensors`), ["hidden.1", "input_ids"]);
+      const h = f.tensors["hidden.1"];
+      const [B, T, D] = h.shape;
+      const doc = new Int32Array(B * T).map((_, i) => Math.floor(i / T));
+      return { N: B * T, d: D, x: h.toTypedArray() as Float32Array, doc, tokens: f.tensors.input_ids.toTypedArray() as BigInt64Array };
+    };
+    const fp32 = await load("fp32");
+    const nf4 = await load("nf4");
+    const s = randomSae(fp32.d, 4 * fp32.d, 21);
+    s.b_enc.fill(-0.05);
+    const sdir = await writeSae(join(dir, "sae-llama3"), s);
+    const pa = await writeActsFile(join(dir, "llama3-fp32.safetensors"), fp32);
+    const pb = await writeActsFile(join(dir, "llama3-nf4.safetensors"), nf4);
+    const { result: r, details } = await transferWithDetails({ sae: sdir, actsA: pa, actsB: pb, resamples: 200 });
+    const ref = referenceTransfer(s, fp32.x, nf4.x, fp32.N, 10);
+    for (const m of TRANSFER_METRICS) expect(Math.abs(r[m]! - ref[m]), m).toBeLessThan(1e-5 * Math.max(1, Math.abs(ref[m])));
+    expect(details.unit).toBe("doc");
+    expect(details.units).toBe(2);
+    // NF4 moves the residual stream, but the same SAE still describes it closely
+    expect(r.sample_correlation!).toBeLessThan(1);
+    expect(r.sample_correlation!).toBeGreaterThan(0.5);
+  });
+  if (!haveShared) it.skip(sharedSkipReason, () => {});
 
   it("an aborted signal cancels the job", async () => {
     const ac = new AbortController();
