@@ -24,7 +24,7 @@ export function packageRoot(): string {
 }
 
 /** The bundled default model's folder name under models/ (QSAE_DEMO_MODEL overrides the folder). */
-export const DEFAULT_MODEL_NAME = "qsae-code-tiny";
+export const DEFAULT_MODEL_NAME = "qsae-tiny-code";
 
 export function defaultModelDir(root = packageRoot()): string {
   if (process.env.QSAE_DEMO_MODEL) return process.env.QSAE_DEMO_MODEL;
@@ -36,7 +36,7 @@ export function defaultModelDir(root = packageRoot()): string {
     const found = readdirSync(dir)
       .sort()
       .map((d) => join(dir, d))
-      .filter((d) => statSync(d).isDirectory() && existsSync(join(d, "config.json")));
+      .filter((d) => !/\.tmp/.test(d) && statSync(d).isDirectory() && existsSync(join(d, "config.json")));
     if (found.length) return found[0];
   }
   return preferred;
