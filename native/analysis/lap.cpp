@@ -1,7 +1,8 @@
 // Linear assignment solvers (see lap.h).
 //
 // Exact: the shortest augmenting path method of Jonker & Volgenant in the form of Crouse (2016), as in
-// scipy's linear_sum_assignment: one Dijkstra-like search per row over reduced costs c_ij − u_i − v_j,
+// scipy's linear_sum_assignment, started from JV's column reduction (which alone solves near-permutation
+// matrices): one Dijkstra-like search per free row over reduced costs c_ij − u_i − v_j,
 // then a dual update that keeps every reduced cost ≥ 0. We minimize c = −W. Ties prefer an unassigned
 // column (ends the search early), which is what makes the method fast on near-permutation matrices.
 //
