@@ -203,7 +203,10 @@ int main(int argc, char** argv) {
                   {"prefill_tokens", prefill},
                   {"prefill_tok_s", double(prefill) / secs(t2, t3)},
                   {"decode_steps", steps},
-                  {"decode_tok_s", double(steps) / secs(t4, t5)}};
+                  {"decode_tok_s", double(steps) / secs(t4, t5)},
+                  // Weight bytes streamed per second while decoding (batch 1 reads every weight once per token):
+                  // divide by the device's memory bandwidth for the fraction of the bandwidth limit.
+                  {"decode_weight_GBps", double(m->bytes()) * double(steps) / secs(t4, t5) / 1e9}};
       std::cerr << row.dump() << std::endl;
       rows.push_back(row);
     }

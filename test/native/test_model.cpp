@@ -312,3 +312,37 @@ TEST_CASE("model: pre-quantized bitsandbytes checkpoints load directly and equal
     }
   }
 }
+
+// Outputs of the transformers library for tiny random configs of every architecture, written by
+// scripts/transformers-reference.py on a GPU machine (scripts/gpu-check.sh) and committed under
+// test/fixtures/transformers (or pointed to by QSAE_TRANSFORMERS_REF). Skipped when absent.
+TEST_CASE("model: fp32 matches transformers on tiny random configs (unpadded and left-padded)") {
+  const char* env = std::getenv("QSAE_TRANSFORMERS_REF");
+  std::string root = env ? env : "test/fixtures/transformers";
+  if (!is_directory(join_path(root, "reference"))) {
+    MESSAGE(("transformers fixtures not found at " + root + ": skipped"));
+    return;
+  }
+  int n = 0;
+  for (const char* name : {"llama3", "llama-linear", "llama-yarn", "mistral", "qwen2", "qwen3", "qwen3-tied",
+                           "qwen3_moe", "starcoder2", "gpt2"}) {
+    std::string mdir = join_path(join_path(root, "models"), name);
+    if (!is_directory(mdir)) continue;
+    auto m = Model::load(mdir, opts_for("fp32"));
+    compare_with(*m, join_path(join_path(root, "reference"), std::string(name) + ".fp32.safetensors"),
+                 std::string("transformers ") + name, 1e-4);
+    std::string padded = join_path(join_path(root, "reference"), std::string(name) + ".padded.safetensors");
+    if (file_exists(padded)) {
+      auto f = SafetensorsFile::open(padded);
+      ForwardOptions o;
+      o.attention_mask = f->get("attention_mask");
+      at::Tensor real = o.attention_mask.to(at::kBool).unsqueeze(-1);  // compare real tokens only
+      auto r = m->forward(f->get("input_ids"), o);
+      at::Tensor ref = f->get("logits");
+      CHECK_MESSAGE(rel_err(r.logits.masked_fill(real.logical_not(), 0), ref.masked_fill(real.logical_not(), 0)) <= 1e-4,
+                    std::string(name), " padded");
+    }
+    ++n;
+  }
+  MESSAGE(("transformers fixtures compared: " + std::to_string(n)));
+}
