@@ -267,12 +267,13 @@ async function runBatch(model: LanguageModel, tok: Tokenizer | null, batch: Row[
         step(r, t, tok, eos, o, maxNew, info.maxPositions);
       }
       if (batch.every((r) => r.done)) break;
-      // Finished rows keep feeding padding with mask 1: their outputs are ignored, and the mask stays
-      // a plain left-padded one.
+      // Finished rows are fed padding with mask 0 until the batch ends: their outputs are ignored, and
+      // their positions (from the mask) stop growing, so a row that ended at the model's last position
+      // never asks for one beyond it.
       const grown = new BigInt64Array(B * (width + 1));
       for (let b = 0; b < B; b++) {
         grown.set(maskArr.subarray(b * width, (b + 1) * width), b * (width + 1));
-        grown[b * (width + 1) + width] = 1n;
+        grown[b * (width + 1) + width] = batch[b].done ? 0n : 1n;
       }
       maskArr = grown;
       width += 1;

@@ -318,6 +318,19 @@ describe.skipIf(!haveModel)("generation with real models (../shared/models)", ()
     model.dispose();
   });
 
+  it("tiny-gpt2: a row that reaches the last of 256 learned positions ends there while the batch goes on", async () => {
+    const { Model } = await import("../../src/model/model.js");
+    const model = await Model.load(tinyGpt2, { precision: "fp32" });
+    const long = Array.from({ length: 250 }, (_, i) => (i * 37) % 50000);
+    const r = await generateIds(model, [long, [464, 2068]], { maxNewTokens: 12, ignoreEos: true });
+    expect(r[0].tokens).toHaveLength(6);
+    expect(r[0].finishReason).toBe("length");
+    expect(r[1].tokens).toHaveLength(12);
+    const alone = await generateIds(model, [[464, 2068]], { maxNewTokens: 12, ignoreEos: true });
+    expect(r[1].tokens).toEqual(alone[0].tokens);
+    model.dispose();
+  });
+
   it("tiny-qwen3 (no tokenizer): token-id generation, batched equals alone, seeded sampling repeats", async () => {
     const { Model } = await import("../../src/model/model.js");
     const model = await Model.load(sharedPath("models/tiny-qwen3"), { precision: "fp32" });
