@@ -1,0 +1,48 @@
+// Fused CPU training step for SAEs: forward + hand-written backward, no autograd.
+//   Encoder: one matmul with the bias folded in (addmm), then a single epilogue pass per row that applies
+//   the activation and selects the active latents (relu: pre > 0; topk: the k largest; batchtopk: above the
+//   batch-wide k*N-th value) into a sparse row list. Decoder and backward then touch only active latents
+//   (gather of decoder rows, per-latent accumulation of dW_dec and dW_enc), so for the top-k family only the
+//   encoder matmul is dense. relu switches to dense matmuls when its activations are dense (> 5%).
+// Gradients are exactly those of Sae::forward's loss  mse + l1_coef * l1 + aux_coef * aux  (checked against
+// autograd in test/native/test_sae_fused.cpp). Deterministic for a fixed thread count (no atomics).
+#pragma once
+#include <ATen/ATen.h>
+
+#include "sae/sae.h"
+
+namespace qsae::sae {
+
+struct LossOptions {
+  double l1_coef = 0;          // relu (and batchtopk/topk when > 0)
+  bool l1_norm_weighted = false;
+  double aux_coef = 0;         // topk family: aux-k loss weight
+  int64_t aux_k = 0;
+  at::Tensor dead_mask;        // [d_sae] bool: latents counted as dead (aux-k)
+  double dense_threshold = 0.05;  // relu: dense matmuls above this activation density
+};
+
+struct StepResult {
+  // Loss parts (doubles, for logging): total = mse + l1_coef*l1 + aux_coef*aux.
+  double loss = 0, mse = 0, l1 = 0, l0 = 0, aux = 0;
+  double batch_threshold = 0;  // batchtopk: smallest kept activation this batch
+  at::Tensor fired;            // [d_sae] int64: rows in which each latent was active
+  // Gradients, same shapes as the parameters (W_enc [d_in,d_sae], ...); threshold unused here.
+  at::Tensor gW_enc, gb_enc, gW_dec, gb_dec;
+};
+
+// One fused forward/backward on fp32 CPU parameters. x [N, d_in] fp32.
+StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x, const LossOptions& o);
+
+// Reference: the same step through Sae::forward and autograd (plain ATen ops). Parameters must be leaf
+// fp32 tensors; they are given requires_grad temporarily.
+StepResult autograd_forward_backward(const Sae& s, const at::Tensor& x, const LossOptions& o);
+
+// Adam, fused: one pass per element (m, v, bias correction, update). `step` counts from 1.
+void adam_step_fused_cpu(at::Tensor& p, const at::Tensor& g, at::Tensor& m, at::Tensor& v, int64_t step, double lr,
+                         double beta1, double beta2, double eps);
+// Reference Adam in plain ATen ops (what torch.optim.Adam's single-tensor path does).
+void adam_step_reference(at::Tensor& p, const at::Tensor& g, at::Tensor& m, at::Tensor& v, int64_t step, double lr,
+                         double beta1, double beta2, double eps);
+
+}  // namespace qsae::sae

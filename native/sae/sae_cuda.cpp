@@ -1,0 +1,139 @@
+// at::Tensor glue of the SAE CUDA kernels (QSAE_SAE_CUDA_GLUE: compiled only with a CUDA torch). Launches on
+// torch's current stream; matmuls through cuBLAS (at::mm), in bf16 with fp32 master weights when asked.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <cmath>
+
+#include "common/error.h"
+#include "sae/sae_cuda.h"
+#include "sae/sae_kernels.h"
+
+namespace qsae::sae {
+
+bool sae_cuda_kernels_built() { return true; }
+
+namespace {
+cudaStream_t stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+at::Tensor mm(const at::Tensor& a, const at::Tensor& b, bool bf16) {
+  if (!bf16) return a.mm(b);
+  return a.to(at::kBFloat16).mm(b.to(at::kBFloat16)).to(at::kFloat);
+}
+}  // namespace
+
+StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const LossOptions& o, bool bf16) {
+  const std::string& A = s.architecture;
+  QSAE_CHECK(A == "relu" || A == "topk" || A == "batchtopk", "CUDA SAE step supports relu, topk and batchtopk, not ", A);
+  QSAE_CHECK(s.W_enc.is_cuda() && s.W_enc.scalar_type() == at::kFloat, "CUDA SAE step needs fp32 CUDA parameters");
+  at::NoGradGuard ng;
+  c10::cuda::CUDAGuard guard(s.W_enc.device());
+  const int64_t B = x_in.size(0), D = s.d_in, S = s.d_sae;
+  const at::Tensor x = x_in.to(s.W_enc.device(), at::kFloat).contiguous();
+  const at::Tensor W_enc = s.W_enc.contiguous(), W_dec = s.W_dec.contiguous(), b_enc = s.b_enc.contiguous(),
+                   b_dec = s.b_dec.contiguous();
+  const at::Tensor xin = s.apply_b_dec_to_input ? (x - b_dec).contiguous() : x;
+  auto st = stream_of(x);
+  at::Tensor wnorm = o.l1_norm_weighted ? W_dec.norm(2, {1}).contiguous() : at::Tensor();
+  const double l1c = o.l1_coef;
+  StepResult r;
+  at::Tensor pre = mm(xin, W_enc, bf16).contiguous();
+  at::Tensor f, gpre, x_hat, g;
+  if (A == "relu" || A == "batchtopk") {
+    if (A == "relu") {
+      qsae::sae::cuda::launch_encoder_epilogue(pre.data_ptr<float>(), b_enc.data_ptr<float>(), B, S, 1, 0.f, st);
+    } else {
+      qsae::sae::cuda::launch_encoder_epilogue(pre.data_ptr<float>(), b_enc.data_ptr<float>(), B, S, 0, 0.f, st);
+      int64_t kk = std::min<int64_t>(s.k * B, B * S);
+      float thr = std::get<0>(at::topk(at::relu(pre).reshape({-1}), kk, 0, true, false)).min().item<float>();
+      r.batch_threshold = thr;
+      qsae::sae::cuda::launch_encoder_epilogue(pre.data_ptr<float>(), nullptr, B, S, 2, thr, st);
+    }
+    f = pre;
+    x_hat = at::addmm(b_dec, f, W_dec);
+    g = (x_hat - x).contiguous();
+    r.mse = g.pow(2).mean().item<double>();
+    g.mul_(2.0 / double(B * D));
+    r.l1 = (o.l1_norm_weighted ? f.mv(wnorm) : f.sum(1)).sum().item<double>() / B;
+    gpre = mm(g, W_dec.t(), bf16).contiguous();
+    qsae::sae::cuda::launch_encoder_backward_epilogue(gpre.data_ptr<float>(), f.data_ptr<float>(),
+                                                      o.l1_norm_weighted ? wnorm.data_ptr<float>() : nullptr,
+                                                      float(l1c / B), B, S, st);
+    r.gW_dec = mm(f.t(), g, bf16);
+    r.fired = (f > 0).sum(0).to(at::kLong);
+    r.l0 = (f > 0).sum().item<double>() / B;
+  } else {
+    // topk: bias epilogue, torch's top-k selection, sparse gather decoder
+    qsae::sae::cuda::launch_encoder_epilogue(pre.data_ptr<float>(), b_enc.data_ptr<float>(), B, S, 0, 0.f, st);
+    const int64_t K = std::min<int64_t>(s.k, S);
+    auto tk = at::topk(pre, K, 1);
+    at::Tensor vals = std::get<0>(tk).relu().contiguous(), idx = std::get<1>(tk).contiguous();
+    x_hat = at::empty({B, D}, x.options());
+    qsae::sae::cuda::launch_topk_decode(vals.data_ptr<float>(), idx.data_ptr<int64_t>(), W_dec.data_ptr<float>(),
+                                        b_dec.data_ptr<float>(), x_hat.data_ptr<float>(), B, K, D, st);
+    g = (x_hat - x).contiguous();
+    r.mse = g.pow(2).mean().item<double>();
+    g.mul_(2.0 / double(B * D));
+    at::Tensor w_at = o.l1_norm_weighted ? wnorm.index_select(0, idx.reshape({-1})).reshape({B, K}) : at::ones_like(vals);
+    r.l1 = (vals * w_at).sum().item<double>() / B;
+    at::Tensor gvals = at::empty({B, K}, x.options());
+    qsae::sae::cuda::launch_topk_decode_backward(g.data_ptr<float>(), vals.data_ptr<float>(), idx.data_ptr<int64_t>(),
+                                                 W_dec.data_ptr<float>(), gvals.data_ptr<float>(), B, K, D, st);
+    if (l1c != 0) gvals.add_(w_at * (vals > 0).to(at::kFloat) * float(l1c / B));
+    gpre = at::zeros({B, S}, x.options()).scatter_add_(1, idx, gvals);
+    f = at::zeros({B, S}, x.options()).scatter_(1, idx, vals);
+    at::Tensor fd = f, gd = g;
+    // aux-k: top aux_k dead latents reconstruct the (detached) residual
+    if (o.aux_coef > 0 && o.aux_k > 0 && o.dead_mask.defined()) {
+      at::Tensor dead = o.dead_mask.to(x.device(), at::kBool);
+      int64_t nd = dead.sum().item<int64_t>();
+      if (nd > 0) {
+        int64_t ka = std::min<int64_t>(o.aux_k, nd);
+        auto atk = at::topk(at::where(dead.unsqueeze(0), pre, at::full({}, -INFINITY, pre.options())), ka, 1);
+        at::Tensor av = std::get<0>(atk).relu().contiguous(), ai = std::get<1>(atk).contiguous();
+        at::Tensor a = at::empty({B, D}, x.options());
+        qsae::sae::cuda::launch_topk_decode(av.data_ptr<float>(), ai.data_ptr<int64_t>(), W_dec.data_ptr<float>(),
+                                            nullptr, a.data_ptr<float>(), B, ka, D, st);
+        at::Tensor resid = x - x_hat;
+        double denom = (resid - resid.mean(0, true)).pow(2).sum(1).mean().item<double>();
+        at::Tensor diff = a - resid;
+        double aux = diff.pow(2).sum(1).mean().item<double>() / denom;
+        if (std::isfinite(aux) && denom > 0) {
+          r.aux = aux;
+          at::Tensor ga = diff.mul_(float(o.aux_coef * 2.0 / (double(B) * denom))).contiguous();
+          at::Tensor gav = at::empty({B, ka}, x.options());
+          qsae::sae::cuda::launch_topk_decode_backward(ga.data_ptr<float>(), av.data_ptr<float>(),
+                                                       ai.data_ptr<int64_t>(), W_dec.data_ptr<float>(),
+                                                       gav.data_ptr<float>(), B, ka, D, st);
+          gpre.scatter_add_(1, ai, gav);
+          fd = at::cat({f, at::zeros({B, S}, x.options()).scatter_(1, ai, av)}, 0);
+          gd = at::cat({g, ga}, 0);
+        }
+      }
+    }
+    r.gW_dec = mm(fd.t(), gd, bf16);
+    r.fired = (f > 0).sum(0).to(at::kLong);
+    r.l0 = (vals > 0).sum().item<double>() / B;
+  }
+  if (o.l1_norm_weighted && l1c != 0)
+    r.gW_dec.add_(W_dec * (f.sum(0) / wnorm.clamp_min(1e-12) * float(l1c / B)).unsqueeze(1));
+  r.gW_enc = mm(xin.t(), gpre, bf16);
+  r.gb_enc = gpre.sum(0);
+  r.gb_dec = g.sum(0);
+  if (s.apply_b_dec_to_input) r.gb_dec.sub_(W_enc.mv(r.gb_enc));
+  r.loss = r.mse + l1c * r.l1 + o.aux_coef * r.aux;
+  return r;
+}
+
+void adam_step_cuda(at::Tensor& p, const at::Tensor& g_in, at::Tensor& m, at::Tensor& v, int64_t step, double lr,
+                    double beta1, double beta2, double eps) {
+  QSAE_CHECK(p.is_cuda() && p.is_contiguous() && m.is_contiguous() && v.is_contiguous() && p.scalar_type() == at::kFloat,
+             "adam (CUDA): parameters and moments must be contiguous fp32 CUDA tensors");
+  c10::cuda::CUDAGuard guard(p.device());
+  at::Tensor g = g_in.to(p.device(), at::kFloat).contiguous();
+  const double bc1 = 1 - std::pow(beta1, double(step)), bc2 = 1 - std::pow(beta2, double(step));
+  qsae::sae::cuda::launch_adam_step(p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(),
+                                    p.numel(), float(lr / bc1), float(1.0 / std::sqrt(bc2)), float(beta1), float(beta2),
+                                    float(eps), stream_of(p));
+}
+
+}  // namespace qsae::sae

@@ -1,0 +1,126 @@
+// SAE CUDA kernels (see sae_kernels.h). Raw pointers + streams; no torch headers.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "sae/sae_kernels.h"
+
+namespace qsae::sae::cuda {
+
+namespace {
+
+inline int blocks_for(int64_t n, int threads, int cap = 65535 * 8) {
+  int64_t b = (n + threads - 1) / threads;
+  return int(b < cap ? (b < 1 ? 1 : b) : cap);
+}
+
+__global__ void encoder_epilogue_kernel(float* __restrict__ pre, const float* __restrict__ b_enc, int64_t n, int64_t S,
+                                        int act, float thr) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float v = pre[i] + (b_enc ? b_enc[i % S] : 0.f);
+    if (act == 1) v = v > 0.f ? v : 0.f;
+    else if (act == 2) v = (v > 0.f && v >= thr) ? v : 0.f;
+    pre[i] = v;
+  }
+}
+
+__global__ void encoder_backward_epilogue_kernel(float* __restrict__ gf, const float* __restrict__ f,
+                                                 const float* __restrict__ w, float l1_over_n, int64_t n, int64_t S) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float add = l1_over_n * (w ? w[i % S] : 1.f);
+    gf[i] = f[i] > 0.f ? gf[i] + add : 0.f;
+  }
+}
+
+// One block per row; the K (index, value) pairs staged in shared memory; threads stride over D.
+__global__ void topk_decode_kernel(const float* __restrict__ vals, const int64_t* __restrict__ idx,
+                                   const float* __restrict__ W_dec, const float* __restrict__ b_dec,
+                                   float* __restrict__ x_hat, int64_t K, int64_t D) {
+  extern __shared__ unsigned char smem[];
+  int64_t* sidx = reinterpret_cast<int64_t*>(smem);
+  float* sval = reinterpret_cast<float*>(sidx + K);
+  const int64_t b = blockIdx.x;
+  for (int64_t t = threadIdx.x; t < K; t += blockDim.x) {
+    sidx[t] = idx[b * K + t];
+    sval[t] = vals[b * K + t];
+  }
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+    float acc = b_dec ? b_dec[i] : 0.f;
+    for (int64_t t = 0; t < K; ++t) {
+      float v = sval[t];
+      if (v != 0.f) acc += v * W_dec[sidx[t] * D + i];
+    }
+    x_hat[b * D + i] = acc;
+  }
+}
+
+// One warp per (row, entry): dot product of g[row] with the decoder row.
+__global__ void topk_decode_backward_kernel(const float* __restrict__ g, const float* __restrict__ vals,
+                                            const int64_t* __restrict__ idx, const float* __restrict__ W_dec,
+                                            float* __restrict__ gvals, int64_t n, int64_t K, int64_t D) {
+  const int64_t warp = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (warp >= n) return;
+  const int64_t b = warp / K;
+  float acc = 0.f;
+  if (vals[warp] > 0.f) {
+    const float* gr = g + b * D;
+    const float* wr = W_dec + idx[warp] * D;
+    for (int64_t i = lane; i < D; i += 32) acc += gr[i] * wr[i];
+  }
+  for (int off = 16; off > 0; off /= 2) acc += __shfl_down_sync(0xffffffffu, acc, off);
+  if (lane == 0) gvals[warp] = acc;
+}
+
+__global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+                            float* __restrict__ v, int64_t n, float step_size, float inv_sqrt_bc2, float b1, float b2,
+                            float eps) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float gi = g[i];
+    float mi = b1 * m[i] + (1.f - b1) * gi;
+    float vi = b2 * v[i] + (1.f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] -= step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+  }
+}
+
+}  // namespace
+
+void launch_encoder_epilogue(float* pre, const float* b_enc, int64_t B, int64_t S, int act, float thr, cudaStream_t s) {
+  const int64_t n = B * S;
+  if (n == 0) return;
+  encoder_epilogue_kernel<<<blocks_for(n, 256), 256, 0, s>>>(pre, b_enc, n, S, act, thr);
+}
+
+void launch_encoder_backward_epilogue(float* gf, const float* f, const float* w, float l1_over_n, int64_t B, int64_t S,
+                                      cudaStream_t s) {
+  const int64_t n = B * S;
+  if (n == 0) return;
+  encoder_backward_epilogue_kernel<<<blocks_for(n, 256), 256, 0, s>>>(gf, f, w, l1_over_n, n, S);
+}
+
+void launch_topk_decode(const float* vals, const int64_t* idx, const float* W_dec, const float* b_dec, float* x_hat,
+                        int64_t B, int64_t K, int64_t D, cudaStream_t s) {
+  if (B == 0) return;
+  size_t smem = size_t(K) * (sizeof(int64_t) + sizeof(float));
+  topk_decode_kernel<<<unsigned(B), 256, smem, s>>>(vals, idx, W_dec, b_dec, x_hat, K, D);
+}
+
+void launch_topk_decode_backward(const float* g, const float* vals, const int64_t* idx, const float* W_dec,
+                                 float* gvals, int64_t B, int64_t K, int64_t D, cudaStream_t s) {
+  const int64_t n = B * K;
+  if (n == 0) return;
+  const int threads = 256;  // 8 warps per block
+  const int64_t blocks = (n * 32 + threads - 1) / threads;
+  topk_decode_backward_kernel<<<unsigned(blocks), threads, 0, s>>>(g, vals, idx, W_dec, gvals, n, K, D);
+}
+
+void launch_adam_step(float* p, const float* g, float* m, float* v, int64_t n, float step_size, float inv_sqrt_bc2,
+                      float b1, float b2, float eps, cudaStream_t s) {
+  if (n == 0) return;
+  adam_kernel<<<blocks_for(n, 256), 256, 0, s>>>(p, g, m, v, n, step_size, inv_sqrt_bc2, b1, b2, eps);
+}
+
+}  // namespace qsae::sae::cuda

@@ -1,0 +1,33 @@
+// Launchers of the SAE CUDA kernels (sae_kernels.cu): raw pointers and a cudaStream_t, no torch headers.
+// All tensors are row-major fp32. The CPU reference of each is the fused/autograd path in fused_cpu.cpp
+// (compared in test/native/test_sae_fused.cpp when a GPU is present).
+#pragma once
+#include <cstdint>
+
+typedef struct CUstream_st* cudaStream_t;
+
+namespace qsae::sae::cuda {
+
+// Encoder epilogue, in place on pre [B, S] (the matmul output x @ W_enc):
+//   act 0: pre += b_enc;  act 1: f = relu(pre + b_enc);  act 2: f = (pre + b_enc) if > 0 and >= thr else 0.
+// b_enc may be null (no bias).
+void launch_encoder_epilogue(float* pre, const float* b_enc, int64_t B, int64_t S, int act, float thr, cudaStream_t s);
+
+// Backward epilogue with the L1 gradient fused in, in place on gf [B, S] (= dL/dx_hat @ W_dec^T):
+//   gpre = f > 0 ? gf + l1_over_n * (w ? w[j] : 1) : 0
+void launch_encoder_backward_epilogue(float* gf, const float* f, const float* w, float l1_over_n, int64_t B, int64_t S,
+                                      cudaStream_t s);
+
+// Sparse decoder: x_hat[b] = (b_dec ? b_dec : 0) + sum_t vals[b,t] * W_dec[idx[b,t]]   (gather of K rows).
+void launch_topk_decode(const float* vals, const int64_t* idx, const float* W_dec, const float* b_dec, float* x_hat,
+                        int64_t B, int64_t K, int64_t D, cudaStream_t s);
+
+// Its backward: gvals[b,t] = vals[b,t] > 0 ? g[b] . W_dec[idx[b,t]] : 0  (one warp per entry).
+void launch_topk_decode_backward(const float* g, const float* vals, const int64_t* idx, const float* W_dec,
+                                 float* gvals, int64_t B, int64_t K, int64_t D, cudaStream_t s);
+
+// Fused Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps).
+void launch_adam_step(float* p, const float* g, float* m, float* v, int64_t n, float step_size, float inv_sqrt_bc2,
+                      float b1, float b2, float eps, cudaStream_t s);
+
+}  // namespace qsae::sae::cuda

@@ -1,0 +1,146 @@
+// Fused CPU kernels against plain ATen autograd (values and gradients) on fresh random inputs, fused Adam
+// against the reference Adam, and the CUDA kernels against the CPU reference when a GPU is present.
+#include "testing.h"
+
+#include <random>
+
+#include "sae/fused_cpu.h"
+#include "sae/sae.h"
+#include "sae/sae_cuda.h"
+
+using namespace qsae::sae;
+
+namespace {
+uint64_t fresh_seed() { return std::random_device{}(); }
+
+void check_close(const at::Tensor& a, const at::Tensor& b, const std::string& what, double rtol = 2e-4, double atol = 2e-6) {
+  INFO(what);
+  REQUIRE(a.defined());
+  REQUIRE(b.defined());
+  CHECK(a.sizes() == b.sizes());
+  auto diff = (a.cpu().to(at::kDouble) - b.cpu().to(at::kDouble)).abs().max().item<double>();
+  auto scale = b.abs().max().item<double>();
+  INFO("max |diff| = " << diff << ", max |ref| = " << scale);
+  CHECK(diff <= atol + rtol * scale);
+}
+
+void compare(const Sae& s, const at::Tensor& x, const LossOptions& o, const std::string& label) {
+  INFO(label);
+  auto f = fused_forward_backward_cpu(s, x, o);
+  auto r = autograd_forward_backward(s, x, o);
+  CHECK(f.mse == doctest::Approx(r.mse).epsilon(1e-4));
+  CHECK(f.l1 == doctest::Approx(r.l1).epsilon(1e-4));
+  CHECK(f.l0 == doctest::Approx(r.l0).epsilon(1e-6));
+  CHECK(f.aux == doctest::Approx(r.aux).epsilon(1e-4));
+  CHECK(f.loss == doctest::Approx(r.loss).epsilon(1e-4));
+  CHECK(at::equal(f.fired, r.fired));
+  check_close(f.gW_enc, r.gW_enc, "gW_enc");
+  check_close(f.gb_enc, r.gb_enc, "gb_enc");
+  check_close(f.gW_dec, r.gW_dec, "gW_dec");
+  check_close(f.gb_dec, r.gb_dec, "gb_dec");
+}
+
+Sae random_sae(const std::string& arch, int64_t d, int64_t S, int64_t k, at::Generator& g) {
+  auto s = init_sae(arch, d, S, k, g);
+  s.W_enc.normal_(0, 0.3, g);
+  s.W_dec.normal_(0, 0.3, g);
+  s.b_enc.normal_(0, 0.2, g);
+  s.b_dec.normal_(0, 0.2, g);
+  return s;
+}
+}  // namespace
+
+TEST_CASE("fused relu step equals autograd (plain and norm-weighted L1, b_dec subtraction, sparse and dense)") {
+  auto seed = fresh_seed();
+  INFO("seed " << seed);
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (bool weighted : {false, true})
+    for (bool apply : {false, true})
+      for (double bias : {0.0, -1.0}) {  // -1: sparse activations (< 5%), 0: dense
+        auto s = random_sae("relu", 24, 40, 0, g);
+        s.b_enc.add_(bias);
+        s.apply_b_dec_to_input = apply;
+        auto x = at::randn({33, 24}, g);
+        LossOptions o;
+        o.l1_coef = 0.01;
+        o.l1_norm_weighted = weighted;
+        compare(s, x, o, bias < 0 ? "relu sparse" : "relu dense");
+        o.dense_threshold = 2.0;  // force the sparse path on dense activations
+        compare(s, x, o, "relu forced sparse");
+      }
+}
+
+TEST_CASE("fused topk and batchtopk steps equal autograd, with the aux-k loss") {
+  auto seed = fresh_seed();
+  INFO("seed " << seed);
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (std::string arch : {"topk", "batchtopk"})
+    for (bool aux : {false, true}) {
+      auto s = random_sae(arch, 20, 64, 5, g);
+      s.apply_b_dec_to_input = aux;
+      auto x = at::randn({29, 20}, g);
+      LossOptions o;
+      if (aux) {
+        o.aux_coef = 1.0 / 32;
+        o.aux_k = 7;
+        o.dead_mask = at::rand({64}, g) < 0.4;
+      }
+      compare(s, x, o, arch + (aux ? " +aux" : ""));
+    }
+}
+
+TEST_CASE("fused Adam equals the reference Adam over several steps") {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(fresh_seed());
+  auto p1 = at::randn({1000, 37}, g), p2 = p1.clone();
+  auto m1 = at::zeros_like(p1), v1 = at::zeros_like(p1), m2 = m1.clone(), v2 = v1.clone();
+  for (int t = 1; t <= 5; ++t) {
+    auto gr = at::randn({1000, 37}, g);
+    adam_step_fused_cpu(p1, gr, m1, v1, t, 1e-3, 0.9, 0.999, 1e-8);
+    adam_step_reference(p2, gr, m2, v2, t, 1e-3, 0.9, 0.999, 1e-8);
+  }
+  check_close(p1, p2, "params", 1e-5, 1e-6);
+  check_close(m1, m2, "m", 1e-5, 1e-6);
+  check_close(v1, v2, "v", 1e-5, 1e-6);
+}
+
+TEST_CASE("CUDA kernels equal the CPU reference" * doctest::skip(!at::hasCUDA())) {
+  if (!at::hasCUDA() || !sae_cuda_kernels_built()) {
+    MESSAGE("skipped: no CUDA device or qsae built without CUDA kernels");
+    return;
+  }
+  auto g = at::make_generator<at::CPUGeneratorImpl>(fresh_seed());
+  for (std::string arch : {"relu", "topk", "batchtopk"})
+    for (bool weighted : {false, true}) {
+      INFO(arch << " weighted " << weighted);
+      auto s = random_sae(arch, 64, 256, 8, g);
+      auto x = at::randn({100, 64}, g);
+      LossOptions o;
+      o.l1_coef = arch == "relu" ? 0.01 : 0.0;
+      o.l1_norm_weighted = weighted;
+      if (arch != "relu") {
+        o.aux_coef = 1.0 / 32;
+        o.aux_k = 16;
+        o.dead_mask = at::rand({256}, g) < 0.3;
+      }
+      auto r = autograd_forward_backward(s, x, o);
+      auto sc = s.to(at::Device("cuda"), at::kFloat);
+      LossOptions oc = o;
+      if (o.dead_mask.defined()) oc.dead_mask = o.dead_mask.cuda();
+      auto c = cuda_forward_backward(sc, x.cuda(), oc);
+      CHECK(c.mse == doctest::Approx(r.mse).epsilon(1e-3));
+      CHECK(c.l0 == doctest::Approx(r.l0).epsilon(1e-6));
+      CHECK(c.aux == doctest::Approx(r.aux).epsilon(1e-3));
+      check_close(c.gW_enc, r.gW_enc, "gW_enc", 1e-3, 1e-5);
+      check_close(c.gb_enc, r.gb_enc, "gb_enc", 1e-3, 1e-5);
+      check_close(c.gW_dec, r.gW_dec, "gW_dec", 1e-3, 1e-5);
+      check_close(c.gb_dec, r.gb_dec, "gb_dec", 1e-3, 1e-5);
+    }
+  auto p1 = at::randn({4096, 33}, g), gr = at::randn({4096, 33}, g);
+  auto m1 = at::zeros_like(p1), v1 = at::zeros_like(p1);
+  auto p2 = p1.cuda(), m2 = m1.cuda(), v2 = v1.cuda(), g2 = gr.cuda();
+  for (int t = 1; t <= 3; ++t) {
+    adam_step_fused_cpu(p1, gr, m1, v1, t, 1e-3, 0.9, 0.999, 1e-8);
+    adam_step_cuda(p2, g2, m2, v2, t, 1e-3, 0.9, 0.999, 1e-8);
+  }
+  check_close(p2, p1, "adam cuda params", 1e-5, 1e-6);
+}
