@@ -360,3 +360,28 @@ TEST_CASE("transfer() validates its inputs and names both files") {
   CHECK(self.values["topk_agreement"] == doctest::Approx(1.0));
   for (auto& p : {pa, pb, pc, pd, pe}) std::remove(p.c_str());
 }
+
+TEST_CASE("grouped bootstrap of per-feature metrics agrees with the exact prompt bootstrap in width") {
+  // 150 prompts of 4 tokens: exact (one group per prompt) vs 32 random groups of prompts.
+  const int64_t N = 600, M = 32, d = 4;
+  at::manual_seed(21);
+  at::Tensor FA = at::relu(at::randn({N, M}) - 0.3), FB = at::relu(FA + 0.6 * at::randn({N, M}) - 0.1);
+  at::Tensor X = at::randn({N, d}, at::kDouble);
+  at::Tensor doc = at::arange(N, at::kLong).div(4, "floor");
+  auto run = [&](int64_t groups) {
+    TransferOptions o;
+    o.max_groups = groups;
+    TransferAccumulator acc(M, d, 10, X.mean(0), X.mean(0), 150, o);
+    acc.add(FA, FB, X, X, X * 0.9, X * 0.8, doc);
+    return acc.finish("doc");
+  };
+  auto exact = run(256), grouped = run(32);
+  CHECK(exact.n_groups == 150);
+  CHECK(grouped.n_groups == 32);
+  CHECK(exact.values["feature_correlation"] == doctest::Approx(grouped.values["feature_correlation"]).epsilon(1e-12));
+  const double w_exact = exact.ci95["feature_correlation"][1] - exact.ci95["feature_correlation"][0];
+  const double w_grouped = grouped.ci95["feature_correlation"][1] - grouped.ci95["feature_correlation"][0];
+  CHECK(w_exact > 0);
+  CHECK(w_grouped / w_exact > 0.6);
+  CHECK(w_grouped / w_exact < 1.6);
+}
