@@ -146,34 +146,49 @@ describe("transfer", () => {
 
   it("bad input: one clear error naming both inputs", async () => {
     const short = await writeActsFile(join(dir, "short.safetensors"), { ...acts.b, N: N - 1, x: acts.b.x.slice(0, (N - 1) * d), doc: acts.b.doc!.slice(0, N - 1), tokens: acts.b.tokens!.slice(0, N - 1) });
-    let r = runCli(["transfer", "--sae", saeDir, "--acts-a", fileA, "--acts-b", short]);
+    const r = runCli(["transfer", "--sae", saeDir, "--acts-a", fileA, "--acts-b", short]);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain(fileA);
     expect(r.stderr).toContain(short);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
 
+    // The rest through the API (same native messages; spares CLI start-ups).
+    const errorOf = async (o: { sae?: string; actsB: string }) => {
+      try {
+        await transfer({ sae: o.sae ?? saeDir, actsA: fileA, actsB: o.actsB, resamples: 0 });
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return "";
+    };
     const tokens = acts.b.tokens!.slice();
     tokens[17] = 123456n;
     const shifted = await writeActsFile(join(dir, "shifted.safetensors"), { ...acts.b, tokens });
-    r = runCli(["transfer", "--sae", saeDir, "--acts-a", fileA, "--acts-b", shifted]);
-    expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/not token-aligned: row 17/);
-    expect(r.stderr).toContain(shifted);
+    let m = await errorOf({ actsB: shifted });
+    expect(m).toMatch(/not token-aligned: row 17/);
+    expect(m).toContain(fileA);
+    expect(m).toContain(shifted);
+
+    const docs = acts.b.doc!.slice();
+    docs[30] = 99;
+    const otherDocs = await writeActsFile(join(dir, "docs.safetensors"), { ...acts.b, doc: docs });
+    m = await errorOf({ actsB: otherDocs });
+    expect(m).toMatch(/not aligned: row 30/);
+    expect(m).toContain(otherDocs);
 
     const x = acts.b.x.slice();
     x[5 * d + 3] = Number.NaN;
     const nan = await writeActsFile(join(dir, "nan.safetensors"), { ...acts.b, x });
-    r = runCli(["transfer", "--sae", saeDir, "--acts-a", fileA, "--acts-b", nan]);
-    expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/nan\.safetensors/);
-    expect(r.stderr).toMatch(/row 5/);
+    m = await errorOf({ actsB: nan });
+    expect(m).toMatch(/nan\.safetensors/);
+    expect(m).toMatch(/row 5/);
 
     const other = await writeSae(join(dir, "sae-d8"), randomSae(8, M, 3));
-    r = runCli(["transfer", "--sae", other, "--acts-a", fileA, "--acts-b", fileB]);
-    expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/d_in 8/);
-    expect(r.stderr).toContain(fileA);
-    expect(r.stderr).toContain(fileB);
+    m = await errorOf({ sae: other, actsB: fileB });
+    expect(m).toMatch(/d_in 8/);
+    expect(m).toContain(other);
+    expect(m).toContain(fileA);
+    expect(m).toContain(fileB);
 
     await expect(transfer({ sae: saeDir, actsA: fileA, actsB: fileB, k: 0 })).rejects.toThrow(/k must be/);
   });
@@ -326,18 +341,21 @@ describe("align", () => {
 
 describe("linear assignment", () => {
   it.skipIf(!havePython)("exact equals scipy's optimum; approx is within its certified gap", async () => {
-    for (const [n, seed] of [
+    const cases = [
       [7, 1],
       [60, 2],
       [257, 3],
-    ]) {
+    ].map(([n, seed]) => {
       const g = rng(seed);
       // integers in [0, 9] make ties common
       const w = new Float32Array(n * n).map(() => (seed === 2 ? Math.floor(g.uniform() * 10) : g.normal()));
-      const path = join(dir, `lap-${n}.safetensors`);
-      const t = Tensor.from(w, [n, n]);
-      await saveSafetensors(path, { w: t });
-      const ref = python(["lap", path]);
+      return { n, name: `w${n}`, w, t: Tensor.from(w, [n, n]) };
+    });
+    const path = join(dir, "lap.safetensors");
+    await saveSafetensors(path, Object.fromEntries(cases.map((c) => [c.name, c.t])));
+    const refs = python(["lap", path]);
+    for (const { n, name, w, t } of cases) {
+      const ref = refs[name];
       const ex = await linearAssignment(t);
       expect(ex.exact).toBe(true);
       expect(new Set(ex.colOfRow).size).toBe(n);

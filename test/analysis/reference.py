@@ -2,7 +2,7 @@
 """Independent reference for qsae's alignment metrics and linear assignment (numpy + scipy).
 
 Usage: reference.py align SAE_A SAE_B   -> JSON {matched_cosine, procrustes_alignment, frac_cosine_ge_0_7, encoder_*, permutation}
-       reference.py lap FILE.safetensors -> JSON {value, col_of_row} for the tensor "w" (maximization)
+       reference.py lap FILE.safetensors -> JSON {NAME: {value, col_of_row}} for every tensor (maximization)
 Reads safetensors with a tiny parser (no safetensors package needed).
 """
 import json
@@ -53,9 +53,11 @@ def main():
                           "encoder_matched_cosine": em, "encoder_procrustes_alignment": ep,
                           "encoder_frac_cosine_ge_0_7": ef, "permutation": perm, "encoder_permutation": eperm}))
     elif sys.argv[1] == "lap":
-        w = load(sys.argv[2])["w"]
-        rows, cols = linear_sum_assignment(w, maximize=True)
-        print(json.dumps({"value": float(w[rows, cols].sum()), "col_of_row": cols[np.argsort(rows)].tolist()}))
+        out = {}
+        for name, w in load(sys.argv[2]).items():
+            rows, cols = linear_sum_assignment(w, maximize=True)
+            out[name] = {"value": float(w[rows, cols].sum()), "col_of_row": cols[np.argsort(rows)].tolist()}
+        print(json.dumps(out))
     else:
         raise SystemExit("unknown mode")
 
