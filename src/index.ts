@@ -26,3 +26,5 @@ export { compareResults, loadResult, runGsm8k, runHumanEval, runMmlu, mcnemarExa
 export { extractGsm8kAnswer, loadGsm8k, loadHumanEval, loadMmluCsv, MMLU_GROUPS, truncateAtStop } from "./bench/index.js";
 export type { BenchItem, BenchResult, BenchTask, CompareResult, CompletionFn, ChoiceScorer, HumanEvalOptions, Gsm8kOptions, MmluOptions } from "./bench/index.js";
 export { modelChoiceScorer, modelCompletionFn } from "./bench/model.js";
+export { Sae, trainSae, evalSae, parseTrainProgress } from "./sae/index.js";
+export type { SaeArchitecture, SaeInfo, TrainSaeOptions, TrainSaeResult, TrainedSae, TrainProgress, SaeEval, EvalSaeOptions } from "./sae/index.js";

@@ -7,11 +7,13 @@ import { benchCommand } from "./bench.js";
 import { extractCommand } from "./extract.js";
 import { forwardCommand } from "./forward.js";
 import { generateCommand } from "./generate.js";
+import { evalSaeCommand } from "./eval-sae.js";
 import { infoCommand } from "./info.js";
+import { trainCommand } from "./train.js";
 import { inspectCommand } from "./inspect.js";
 import { inspectModelCommand } from "./inspect-model.js";
 import { quantizeCommand } from "./quantize.js";
 import { trainLmCommand } from "./train-lm.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, forwardCommand, generateCommand, extractCommand, inspectModelCommand, benchCommand, quantizeCommand, transferCommand, alignCommand, trainLmCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, inspectCommand, forwardCommand, generateCommand, extractCommand, inspectModelCommand, benchCommand, quantizeCommand, transferCommand, alignCommand, trainLmCommand, trainCommand, evalSaeCommand];

@@ -121,6 +121,7 @@ std::vector<double> number_list(const Napi::Object& o, const char* key) {
   std::vector<double> out;
   if (!o.Has(key)) return out;
   Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return out;
   if (v.IsNumber()) return {v.As<Napi::Number>().DoubleValue()};
   if (!v.IsArray()) fail_type("option ", key, " must be a number or an array of numbers");
   auto a = v.As<Napi::Array>();

@@ -1,0 +1,144 @@
+// qsae train: one SAE or a grid (expansions x L1 values) in one pass over an activation store.
+import cliProgress from "cli-progress";
+import type { CommandModule } from "yargs";
+
+import { InputError } from "../../src/errors.js";
+import { parseTrainProgress, trainSae, type SaeArchitecture } from "../../src/sae/index.js";
+import { formatTable, printJson } from "../output.js";
+
+interface Args {
+  acts: string;
+  hook?: string;
+  layer?: number;
+  type: string;
+  expansion: string;
+  l1?: string;
+  k?: number;
+  epochs?: number;
+  tokens?: number;
+  "batch-size"?: number;
+  lr?: number;
+  seed?: number;
+  out: string;
+  resume?: boolean;
+  "l1-norm-weighted"?: boolean;
+  "apply-b-dec"?: boolean;
+  "resample-every"?: number;
+  "buffer-rows"?: number;
+  "checkpoint-every"?: number;
+  device?: string;
+  json?: boolean;
+}
+
+function numberList(s: string, what: string): number[] {
+  const v = s.split(",").map((x) => x.trim()).filter(Boolean).map(Number);
+  if (v.length === 0 || v.some((x) => !Number.isFinite(x) || x < 0)) {
+    throw new InputError(`--${what}: expected a comma-separated list of non-negative numbers, got '${s}'`);
+  }
+  return v;
+}
+
+export const trainCommand: CommandModule<object, Args> = {
+  command: "train",
+  describe: "Train SAEs (relu, topk, batchtopk, jumprelu) on an activation store; a grid trains in one data pass",
+  builder: (y) =>
+    y
+      .option("acts", { type: "string", demandOption: true, description: "Activation store folder or .safetensors with acts [N, D]" })
+      .option("hook", { type: "string", description: "Hook of the store (when it holds several)" })
+      .option("layer", { type: "number", description: "Layer of the store (when it holds several)" })
+      .option("type", { type: "string", default: "relu", choices: ["relu", "topk", "batchtopk", "jumprelu"], description: "SAE type" })
+      .option("expansion", { type: "string", default: "0.5", description: "d_sae / d_in; a list (0.5,1,2,4,8) trains a grid" })
+      .option("l1", { type: "string", description: "L1 coefficient(s) (relu; jumprelu's L0 weight); a list adds to the grid [5e-4]" })
+      .option("k", { type: "number", description: "Active latents per token for topk/batchtopk [32]" })
+      .option("epochs", { type: "number", description: "Passes over the activations" })
+      .option("tokens", { type: "number", description: "Token budget (instead of --epochs)" })
+      .option("batch-size", { type: "number", description: "Tokens per step [4096]" })
+      .option("lr", { type: "number", description: "Adam learning rate [1e-3]" })
+      .option("seed", { type: "number", description: "Seed (deterministic on CPU for a seed and thread count) [0]" })
+      .option("out", { type: "string", demandOption: true, description: "SAE folder (a grid: one sub-folder per SAE)" })
+      .option("resume", { type: "boolean", description: "Continue from OUT.checkpoint.safetensors" })
+      .option("l1-norm-weighted", { type: "boolean", description: "Weight the L1 by decoder row norms instead of unit-norm rows" })
+      .option("apply-b-dec", { type: "boolean", description: "Subtract b_dec from the input before encoding" })
+      .option("resample-every", { type: "number", description: "relu: resample dead latents every N steps" })
+      .option("buffer-rows", { type: "number", description: "Shuffle buffer rows (default: up to 256 MiB)" })
+      .option("checkpoint-every", { type: "number", description: "Steps between checkpoints (default: every 60 s)" })
+      .option("device", { type: "string", description: "cpu (default), cuda, cuda:N" })
+      .option("json", { type: "boolean", description: "Print the result as JSON" })
+      .check((a) => {
+        if ((a.epochs === undefined) === (a.tokens === undefined)) throw new Error("give exactly one of --epochs or --tokens");
+        return true;
+      })
+      .strict(),
+  handler: async (args) => {
+    const ac = new AbortController();
+    const onSigint = () => ac.abort();
+    process.once("SIGINT", onSigint);
+    const tty = process.stderr.isTTY && !args.json;
+    const bar = tty
+      ? new cliProgress.SingleBar(
+          {
+            format: "train |{bar}| {percentage}% {value}/{total} tok | loss {loss} | L0 {l0} | dead {dead}% | {tps} tok/s | eta {eta_formatted}",
+            hideCursor: true,
+            stream: process.stderr,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : undefined;
+    let started = false;
+    try {
+      const r = await trainSae({
+        acts: args.acts,
+        hook: args.hook,
+        layer: args.layer,
+        type: args.type as SaeArchitecture,
+        expansion: numberList(args.expansion, "expansion"),
+        l1: args.l1 !== undefined ? numberList(args.l1, "l1") : undefined,
+        k: args.k,
+        epochs: args.epochs,
+        tokens: args.tokens,
+        batchSize: args["batch-size"],
+        lr: args.lr,
+        seed: args.seed,
+        out: args.out,
+        resume: args.resume,
+        l1NormWeighted: args["l1-norm-weighted"],
+        applyBDecToInput: args["apply-b-dec"],
+        resampleEvery: args["resample-every"],
+        bufferRows: args["buffer-rows"],
+        checkpointEvery: args["checkpoint-every"],
+        device: args.device,
+        signal: ac.signal,
+        onProgress: (p) => {
+          const t = parseTrainProgress(p);
+          if (!t) return;
+          const payload = {
+            loss: t.loss.toFixed(4),
+            l0: t.l0.toFixed(1),
+            dead: (100 * t.dead).toFixed(1),
+            tps: Math.round(t.tokensPerSecond).toString(),
+          };
+          if (bar) {
+            if (!started) bar.start(t.totalTokens, t.tokens, payload);
+            else bar.update(t.tokens, payload);
+            started = true;
+          } else if (!args.json) {
+            process.stderr.write(`train ${t.tokens}/${t.totalTokens} tok loss ${payload.loss} L0 ${payload.l0} dead ${payload.dead}% ${payload.tps} tok/s\n`);
+          }
+        },
+      });
+      bar?.stop();
+      if (args.json) {
+        printJson(r);
+        return;
+      }
+      const rows = r.saes.map((s) => [s.name, s.dSae, s.l1, Number(s.mse.toFixed(5)), Number(s.l0.toFixed(2)), Number((100 * s.deadFraction).toFixed(1)), s.folder]);
+      process.stdout.write(`${formatTable(["sae", "d_sae", "l1", "mse", "l0", "dead %", "folder"], rows)}\n`);
+      process.stdout.write(
+        `${r.steps} steps, ${r.tokens} tokens in ${r.seconds.toFixed(1)} s (${Math.round(r.tokensPerSecond)} tok/s)${r.resumedFrom ? `, resumed at step ${r.resumedFrom}` : ""}\n`,
+      );
+    } finally {
+      bar?.stop();
+      process.off("SIGINT", onSigint);
+    }
+  },
+};
