@@ -310,5 +310,62 @@ export interface TrainNative {
   lmEvalLoss(dir: string, tokens: NativeTensor, opts: { seqLen?: number; windows?: number; precision?: string }): Promise<number>;
 }
 
+// ---- sae (native/addon/sae_binding.cpp) ----
+export interface NativeSaeInfo {
+  architecture: string;
+  dIn: number;
+  dSae: number;
+  k: number;
+  applyBDecToInput: boolean;
+  dtype: string;
+  /** cfg.json text */
+  cfg: string;
+}
+
+export interface NativeSae {
+  info(): NativeSaeInfo;
+  encode(x: NativeTensor): Promise<NativeTensor>;
+  decode(f: NativeTensor): Promise<NativeTensor>;
+  tensors(): Record<string, NativeTensor>;
+  save(dir: string): Promise<void>;
+  readonly disposed: boolean;
+  dispose(): void;
+}
+
+export interface NativeTrainSaeResult {
+  saes: { name: string; folder: string; dSae: number; l1: number; loss: number; mse: number; l0: number; deadFraction: number }[];
+  steps: number;
+  tokens: number;
+  dIn: number;
+  seconds: number;
+  tokensPerSecond: number;
+  scale: number;
+  resumedFrom: number;
+  stopped: boolean;
+}
+
+export interface NativeSaeEval {
+  mse: number;
+  explained_variance: number;
+  l0: number;
+  l1: number;
+  dead_fraction: number;
+  n_tokens: number;
+  d_in: number;
+  d_sae: number;
+  density_histogram: { log10_edges: number[]; counts: number[] };
+}
+
+export interface SaeNative {
+  SaeHandle: new () => NativeSae;
+  loadSae(dir: string): Promise<NativeSae>;
+  trainSae(opts: Record<string, unknown> & NativeJobOptions): Promise<NativeTrainSaeResult>;
+  evalSae(
+    sae: NativeSae | string,
+    acts: string,
+    opts?: { hook?: string; layer?: number; batchSize?: number } & NativeJobOptions,
+  ): Promise<NativeSaeEval>;
+}
+
 // Modules add their interfaces here (QuantNative, ModelNative, SaeNative, AnalysisNative) and list them below.
-export interface NativeAddon extends CommonNative, IoNative, ModelNative, AnalysisNative, QuantNative, TrainNative {}
+export interface NativeAddon extends CommonNative, IoNative, ModelNative, AnalysisNative, QuantNative, TrainNative, SaeNative {}
