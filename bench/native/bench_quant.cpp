@@ -3,7 +3,7 @@
 //  4096x4096, 8192x8192 and the MoE expert shape 768x2048; also the portable (non-AVX2) NF4 GEMV.
 //  CUDA (--device cuda): NF4 GEMV batch 1 on 8192x8192 with L2 flushed between runs: GB/s of the weight
 //  bytes, vs a device-to-device copy of the same bytes (read+write GB/s) and vs bf16 at::matmul.
-// Usage: qsae_bench_quant [--device cpu|cuda] [--out FILE.json] [--quick]
+// Usage: qsae_bench_quant [--device cpu|cuda] [--out FILE.json] [--quick] [--shape NxK ...]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -44,10 +44,29 @@ double time_it(const std::function<void()>& fn, int min_reps = 5, double min_tim
   return t[t.size() / 2];
 }
 
-json bench_cpu(bool quick) {
+// Medians of a set of functions timed in interleaved rounds (a, b, c, a, b, c, ...), so that the load of a
+// shared machine drifts over all of them alike and the ratios stay meaningful.
+std::vector<double> time_interleaved(const std::vector<std::function<void()>>& fns, int rounds) {
+  std::vector<std::vector<double>> t(fns.size());
+  for (auto& f : fns) f();
+  for (int r = 0; r < rounds; ++r)
+    for (size_t i = 0; i < fns.size(); ++i) {
+      const auto t0 = clk::now();
+      fns[i]();
+      t[i].push_back(std::chrono::duration<double>(clk::now() - t0).count());
+    }
+  std::vector<double> med;
+  for (auto& v : t) {
+    std::sort(v.begin(), v.end());
+    med.push_back(v[v.size() / 2]);
+  }
+  return med;
+}
+
+json bench_cpu(bool quick, std::vector<std::pair<int64_t, int64_t>> shapes) {
   json rows = json::array();
-  std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {8192, 8192}, {768, 2048}};
-  if (quick) shapes = {{768, 2048}};
+  if (shapes.empty()) shapes = {{4096, 4096}, {8192, 8192}, {768, 2048}};
+  if (quick && shapes.size() == 3) shapes = {{768, 2048}};
   for (auto [N, K] : shapes) {
     at::manual_seed(0);
     at::Tensor w = at::randn({N, K}) * 0.02;
@@ -55,14 +74,17 @@ json bench_cpu(bool quick) {
     Int8Weight i8 = quantize_int8(w);
     at::Tensor x1 = at::randn({1, K}), x128 = at::randn({128, K});
     at::Tensor wt = w.t();
-    const double fp32_gemv = time_it([&] { at::matmul(x1, wt); });
-    const double nf4_gemv = time_it([&] { linear_4bit(x1, q, {}, at::kFloat); });
-    const double int8_gemv = time_it([&] { linear_int8(x1, i8, {}, 6.0, at::kFloat); });
+    const int rounds = quick ? 5 : (N * K > (int64_t(1) << 25) ? 9 : 21);
+    auto g = time_interleaved({[&] { at::matmul(x1, wt); }, [&] { linear_4bit(x1, q, {}, at::kFloat); },
+                               [&] { linear_int8(x1, i8, {}, 6.0, at::kFloat); }},
+                              rounds);
+    const double fp32_gemv = g[0], nf4_gemv = g[1], int8_gemv = g[2];
     set_cpu_kernel("generic");
     const double nf4_gemv_generic = time_it([&] { linear_4bit(x1, q, {}, at::kFloat); }, 3, 0.2);
     set_cpu_kernel("auto");
-    const double fp32_gemm = time_it([&] { at::matmul(x128, wt); }, 3);
-    const double nf4_gemm = time_it([&] { linear_4bit(x128, q, {}, at::kFloat); }, 3);
+    auto m = time_interleaved({[&] { at::matmul(x128, wt); }, [&] { linear_4bit(x128, q, {}, at::kFloat); }},
+                              quick ? 3 : 7);
+    const double fp32_gemm = m[0], nf4_gemm = m[1];
     json r = {{"N", N},
               {"K", K},
               {"fp32_gemv_ms", fp32_gemv * 1e3},
@@ -145,13 +167,22 @@ json bench_cuda() {
 int main(int argc, char** argv) {
   std::string device = "cpu", out;
   bool quick = false;
+  std::vector<std::pair<int64_t, int64_t>> shapes;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--device" && i + 1 < argc) device = argv[++i];
     else if (a == "--out" && i + 1 < argc) out = argv[++i];
     else if (a == "--quick") quick = true;
+    else if (a == "--shape" && i + 1 < argc) {
+      long long n = 0, k = 0;
+      if (std::sscanf(argv[++i], "%lldx%lld", &n, &k) != 2 || n <= 0 || k <= 0) {
+        std::fprintf(stderr, "qsae_bench_quant: --shape expects NxK, e.g. 4096x4096\n");
+        return 2;
+      }
+      shapes.emplace_back(n, k);
+    }
     else {
-      std::fprintf(stderr, "usage: qsae_bench_quant [--device cpu|cuda] [--out FILE.json] [--quick]\n");
+      std::fprintf(stderr, "usage: qsae_bench_quant [--device cpu|cuda] [--out FILE.json] [--quick] [--shape NxK ...]\n");
       return 2;
     }
   }
@@ -167,12 +198,12 @@ int main(int argc, char** argv) {
 #ifdef QSAE_HAVE_CUDA
       if (!at::hasCUDA()) throw std::runtime_error("--device cuda: no CUDA device");
       result["cuda"] = bench_cuda();
-      result["cpu_quick"] = bench_cpu(true);
+      result["cpu_quick"] = bench_cpu(true, {});
 #else
       throw std::runtime_error("--device cuda: qsae was built without CUDA");
 #endif
     } else {
-      result["cpu"] = bench_cpu(quick);
+      result["cpu"] = bench_cpu(quick, shapes);
     }
     if (!out.empty()) write_file_atomic(out, result.dump(2) + "\n");
   } catch (const std::exception& e) {

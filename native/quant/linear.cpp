@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 
 #include "common/error.h"
 #include "common/runtime.h"
@@ -44,9 +45,12 @@ void check_x(const at::Tensor& x, int64_t K, const char* what) {
                    ", expected [..., ", K, "]");
 }
 
-// Rows of the dequantized tile for the blocked GEMM: about 1 MiB of fp32, a multiple of 16 rows.
+// Rows of the dequantized tile for the blocked GEMM: up to 256 rows (BLAS packs x once per call, so wide tiles
+// amortize that), at most 16 MiB of fp32 (QSAE_QUANT_TILE_ROWS overrides), a multiple of 16.
 int64_t tile_rows(int64_t N, int64_t K) {
-  int64_t r = std::max<int64_t>(16, ((int64_t(1) << 18) / std::max<int64_t>(1, K)) / 16 * 16);
+  const char* env = std::getenv("QSAE_QUANT_TILE_ROWS");
+  int64_t r = env ? std::atoll(env) : std::min<int64_t>(256, (int64_t(1) << 22) / std::max<int64_t>(1, K));
+  r = std::max<int64_t>(16, r / 16 * 16);
   return std::min(N, r);
 }
 
@@ -94,7 +98,7 @@ at::Tensor linear_4bit(const at::Tensor& x, const Quant4& w, const at::Tensor& b
     for (int64_t t0 = 0; t0 < N; t0 += R) {
       const int64_t r = std::min(R, N - t0);
       float* pt = tile.data_ptr<float>();
-      at::parallel_for(t0, t0 + r, 4, [&](int64_t n0, int64_t n1) {
+      at::parallel_for(t0, t0 + r, 8, [&](int64_t n0, int64_t n1) {
         float* o = pt + (n0 - t0) * K;
         if (avx) kern::dequant4_rows_avx2(v, o, n0, n1);
         else kern::dequant4_rows_generic(v, o, n0, n1);
