@@ -92,13 +92,13 @@ export function demoConfig(opts: { quick?: boolean; root?: string } = {}): Exper
     layers: ["early", "middle", "late"],
     prompts: data.prompts,
     extraction: { max_prompts: quick ? 48 : 500, max_tokens: quick ? 48 : 128, skip_bos: true, dtype: "fp32" },
-    sae: { type: "relu", expansions: [0.5, 2], l1: [5e-4], epochs: quick ? 2 : 20, seeds: [0], batch_size: 1024 },
+    sae: { type: "relu", expansions: [0.5, 2], l1: [5e-4], epochs: quick ? 2 : 10, seeds: [0], batch_size: 1024 },
     reference: "bf16",
     transfer: { align: true, k: 10 },
     benchmarks: {
-      ...(data.humaneval ? { humaneval: { data: data.humaneval, max_new_tokens: 96, ...(quick ? { limit: 4 } : {}) } } : {}),
+      ...(data.humaneval ? { humaneval: { data: data.humaneval, max_new_tokens: 64, batch_size: 16, ...(quick ? { limit: 4 } : {}) } } : {}),
       ...(data.gsm8k
-        ? { gsm8k: { data: data.gsm8k, max_new_tokens: 64, ...(existsSync(join(dirname(data.gsm8k), "train.jsonl")) ? (quick ? { shots: 2 } : {}) : { shots: 0 }), ...(quick ? { limit: 4 } : {}) } }
+        ? { gsm8k: { data: data.gsm8k, max_new_tokens: 48, batch_size: 16, ...(existsSync(join(dirname(data.gsm8k), "train.jsonl")) ? (quick ? { shots: 2 } : {}) : { shots: 0 }), ...(quick ? { limit: 4 } : {}) } }
         : {}),
       ...(data.mmlu ? { mmlu: { data: data.mmlu, ...(quick ? { limit: 4 } : {}) } } : {}),
     },
