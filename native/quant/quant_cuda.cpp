@@ -48,9 +48,11 @@ at::Tensor linear_4bit_cuda(const at::Tensor& x, const Quant4& w, const at::Tens
   at::Tensor x2 = x.reshape({-1, K});
   const int64_t M = x2.size(0);
   at::Tensor y;
-  if (gemv4_supported(M, K, w.blocksize)) {
+  at::Tensor packed = w.packed.contiguous();
+  // The kernel reads 16-byte words: packed data must start 16-byte aligned (a fresh CUDA allocation does).
+  if (gemv4_supported(M, K, w.blocksize) && reinterpret_cast<uintptr_t>(packed.data_ptr()) % 16 == 0) {
     at::Tensor xf = x2.to(at::kFloat).contiguous();
-    at::Tensor packed = w.packed.contiguous(), absmax = w.absmax.to(at::kFloat).contiguous();
+    at::Tensor absmax = w.absmax.to(at::kFloat).contiguous();
     y = at::empty({M, N}, xf.options());
     launch_gemv4(packed.data_ptr<uint8_t>(), absmax.data_ptr<float>(), code_table(w.format).data(),
                  xf.data_ptr<float>(), y.data_ptr<float>(), M, N, K, w.blocksize,
