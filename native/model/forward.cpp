@@ -106,7 +106,7 @@ at::Tensor Model::moe(const at::Tensor& x, const Block& b) const {
   const int64_t D = x.size(-1);
   at::Tensor xs = x.reshape({-1, D});
   const at::ScalarType op = op_dtype(act_, x.device());
-  at::Tensor logits = at::linear(to_dtype(xs, op), to_dtype(b.router, op));
+  at::Tensor logits = dense_linear(xs, b.router, {}, op);
   at::Tensor probs = at::softmax(to_dtype(logits, at::kFloat), -1);
   auto [topw, topi] = probs.topk(cfg_.experts_per_tok, -1);
   if (cfg_.norm_topk_prob) topw = topw / topw.sum(-1, true);
@@ -310,7 +310,7 @@ ForwardResult Model::forward(const at::Tensor& input_ids, const ForwardOptions& 
   if (o.logits) {
     at::Tensor x = o.last_only ? h.narrow(1, T - 1, 1) : h;
     x = norm(x, final_norm_);
-    r.logits = to_dtype(to_dtype(at::linear(to_dtype(x, op), to_dtype(lm_head_, op)), act_), at::kFloat);
+    r.logits = to_dtype(to_dtype(dense_linear(x, lm_head_, {}, op), act_), at::kFloat);
   }
   return r;
 }

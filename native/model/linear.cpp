@@ -35,16 +35,28 @@ at::ScalarType dense_dtype(Precision p) {
   }
 }
 
+at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, at::ScalarType op) {
+  at::Tensor xw = x.scalar_type() == op ? x : x.to(op);
+  auto cvt = [&](const at::Tensor& t) { return !t.defined() || t.scalar_type() == op ? t : t.to(op); };
+  if (w.scalar_type() == op) return at::linear(xw, w, cvt(b));
+  const int64_t out = w.size(0), in = w.size(1);
+  const int64_t rows = std::max<int64_t>(16, (int64_t(1) << 17) / std::max<int64_t>(1, in));
+  if (rows >= out) return at::linear(xw, w.to(op), cvt(b));
+  std::vector<at::Tensor> parts;
+  for (int64_t o0 = 0; o0 < out; o0 += rows) {
+    const int64_t c = std::min(rows, out - o0);
+    parts.push_back(at::linear(xw, w.narrow(0, o0, c).to(op), b.defined() ? cvt(b.narrow(0, o0, c)) : at::Tensor()));
+  }
+  return at::cat(parts, -1);
+}
+
 at::Tensor Linear::forward(const at::Tensor& x, at::ScalarType act) const {
   const at::Device dev = x.device();
   const at::ScalarType op = op_dtype(act, dev);
   at::Tensor y;
   switch (kind) {
     case Kind::Dense: {
-      at::Tensor xw = x.scalar_type() == op ? x : x.to(op);
-      at::Tensor ww = w.scalar_type() == op ? w : w.to(op);
-      at::Tensor bb = b.defined() ? (b.scalar_type() == op ? b : b.to(op)) : at::Tensor();
-      y = at::linear(xw, ww, bb);
+      y = dense_linear(x, w, b, op);
       break;
     }
     case Kind::Q4:

@@ -33,6 +33,10 @@ struct Linear {
   std::string precision() const;  // "fp32", "bf16", "nf4", "int8", ...
 };
 
+// y = x W^T + b computed in `op`. A weight stored in another dtype (bf16/fp16 on CPU) is converted in
+// chunks of rows that stay in cache, never as a whole (a full conversion per call costs ~10x the GEMV).
+at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, at::ScalarType op);
+
 // Op dtype for an activation dtype on a device: on CPU half types compute in fp32.
 inline at::ScalarType op_dtype(at::ScalarType act, const at::Device& dev) {
   return dev.is_cpu() && (act == at::kBFloat16 || act == at::kHalf) ? at::kFloat : act;
