@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { defaultModelDir, extractActivations, Model, readPrompts, Sae, Tensor, Tokenizer, trainSae } from "../src/index.js";
+import { defaultModelDir, extractActivations, findDemoData, Model, readPrompts, Sae, Tensor, Tokenizer, trainSae } from "../src/index.js";
 
 export interface TokenFeatures {
   token: string;
@@ -67,7 +67,8 @@ const isMain = process.argv[1] !== undefined && import.meta.url === new URL(`fil
 if (isMain) {
   const modelDir = process.argv[2] ?? defaultModelDir();
   const prompts = ["def fibonacci(n):\n    if n < 2:\n        return n", "for item in items:\n    total += item.price"];
-  const train = (await readPrompts(join(modelDir, "..", "..", "data", "prompts", "prompts.jsonl")).catch(() => prompts)).slice(0, 64);
+  // the bundled prompt set trains the SAE (the first 64 prompts)
+  const train = (await readPrompts(findDemoData().prompts)).slice(0, 64);
   const res = await topFeatures(modelDir, prompts, { saeDir: process.argv[3], trainPrompts: train });
   for (const [i, rows] of res.entries()) {
     process.stdout.write(`prompt ${i}\n`);
