@@ -156,7 +156,12 @@ export async function renderReport(d: ReportData): Promise<{ html: string; chart
       value: `${bestExp.e}×`,
       ci: `alignment ${pct(bestExp.v)}`,
       label: "Best SAE size",
-      detail: worst && worst.e !== bestExp.e && worst.v > 0 ? `beats ${worst.e}× by ${(bestExp.v / worst.v).toFixed(1)}×` : "highest Procrustes alignment",
+      detail:
+        worst && worst.e !== bestExp.e && worst.v > 0
+          ? bestExp.v / worst.v < 1.01
+            ? `ties with ${worst.e}× (within 1%)`
+            : `beats ${worst.e}× by ${(bestExp.v / worst.v).toFixed(1)}×`
+          : "highest Procrustes alignment",
     });
   }
 
