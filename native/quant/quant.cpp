@@ -346,29 +346,42 @@ at::Tensor dequantize_4bit(const Quant4& q_in, at::ScalarType out_dtype) {
 
 // ---------------------------------------------------------------- int8
 
-Int8Weight quantize_int8(const at::Tensor& w_in) {
-  check_float_input(w_in, "quantize_int8");
-  QSAE_CHECK_RANGE(w_in.dim() == 2, "quantize_int8: expected a 2-D weight [out, in], got shape ",
-                   shape_str(w_in.sizes()));
-  at::Tensor w = w_in.to(at::kCPU, at::kFloat).contiguous();
-  const int64_t N = w.size(0), K = w.size(1);
-  Int8Weight r{at::empty({N, K}, at::kChar), at::empty({N}, at::kFloat)};
-  const float* pw = w.data_ptr<float>();
-  int8_t* pc = r.CB.data_ptr<int8_t>();
-  float* ps = r.SCB.data_ptr<float>();
+namespace {
+template <class T>
+void quantize_int8_impl(const T* pw, int64_t N, int64_t K, int8_t* pc, float* ps) {
   at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
-      const float* row = pw + n * K;
+      const T* row = pw + n * K;
       float m = 0;
-      for (int64_t k = 0; k < K; ++k) m = std::max(m, std::fabs(row[k]));
+      for (int64_t k = 0; k < K; ++k) m = std::max(m, std::fabs(to_f(row[k])));
       ps[n] = m;
       for (int64_t k = 0; k < K; ++k) {
         // round(W * 127 / SCB), half to even (the default rounding mode); a zero row gives zeros.
-        const float v = m > 0 ? std::nearbyint(row[k] * 127.0f / m) : 0.0f;
+        const float v = m > 0 ? std::nearbyint(to_f(row[k]) * 127.0f / m) : 0.0f;
         pc[n * K + k] = static_cast<int8_t>(std::max(-127.0f, std::min(127.0f, v)));
       }
     }
   });
+}
+}  // namespace
+
+Int8Weight quantize_int8(const at::Tensor& w_in) {
+  check_float_input(w_in, "quantize_int8");
+  QSAE_CHECK_RANGE(w_in.dim() == 2, "quantize_int8: expected a 2-D weight [out, in], got shape ",
+                   shape_str(w_in.sizes()));
+  // Read in the stored dtype (no fp32 copy of a bf16/fp16 weight): memory = input + output.
+  at::Tensor w = w_in.device().is_cpu() ? w_in.contiguous() : w_in.to(at::kCPU).contiguous();
+  if (w.scalar_type() == at::kDouble) w = w.to(at::kFloat);
+  const int64_t N = w.size(0), K = w.size(1);
+  Int8Weight r{at::empty({N, K}, at::kChar), at::empty({N}, at::kFloat)};
+  int8_t* pc = r.CB.data_ptr<int8_t>();
+  float* ps = r.SCB.data_ptr<float>();
+  switch (w.scalar_type()) {
+    case at::kFloat: quantize_int8_impl(w.data_ptr<float>(), N, K, pc, ps); break;
+    case at::kBFloat16: quantize_int8_impl(w.data_ptr<at::BFloat16>(), N, K, pc, ps); break;
+    case at::kHalf: quantize_int8_impl(w.data_ptr<at::Half>(), N, K, pc, ps); break;
+    default: fail_type("quantize_int8: unsupported dtype");
+  }
   return r;
 }
 

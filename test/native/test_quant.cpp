@@ -147,6 +147,17 @@ TEST_CASE("quant: bf16 and fp16 inputs quantize like their fp32 values; dequanti
   CHECK(bytes_equal(quantize_4bit(h, Format::FP4, 32).packed, quantize_4bit(h.to(at::kFloat), Format::FP4, 32).packed));
 }
 
+TEST_CASE("quant: int8 of bf16/fp16 weights equals int8 of their fp32 values") {
+  at::manual_seed(6);
+  at::Tensor w = at::randn({19, 77});
+  for (auto t : {at::kBFloat16, at::kHalf}) {
+    at::Tensor wl = w.to(t);
+    Int8Weight a = quantize_int8(wl), b = quantize_int8(wl.to(at::kFloat));
+    CHECK(bytes_equal(a.CB, b.CB));
+    CHECK(bytes_equal(a.SCB, b.SCB));
+  }
+}
+
 TEST_CASE("quant: the signed dynamic map matches create_dynamic_map evaluated in float64") {
   const auto& m = dynamic_map_signed();
   std::vector<double> d;
