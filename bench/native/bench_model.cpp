@@ -141,6 +141,7 @@ json run_child(const std::string& self, const std::string& dir, const std::strin
 int main(int argc, char** argv) {
   std::string device = "cpu", out, tmp = "/tmp";
   bool quick = false, skip_memory = false;
+  std::vector<std::string> precisions = {"fp32", "bf16", "int8", "nf4"};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--child-load" && i + 2 < argc) return child_load(argv[i + 1], argv[i + 2]);
@@ -148,6 +149,7 @@ int main(int argc, char** argv) {
     else if (a == "--out" && i + 1 < argc) out = argv[++i];
     else if (a == "--dir" && i + 1 < argc) tmp = argv[++i];
     else if (a == "--quick") quick = true;
+    else if (a == "--precision" && i + 1 < argc) precisions = {argv[++i]};
     else if (a == "--skip-memory") skip_memory = true;
     else {
       std::cerr << "usage: qsae_bench_model [--device cpu|cuda] [--out FILE.json] [--quick] [--skip-memory] [--dir TMP]\n";
@@ -168,7 +170,7 @@ int main(int argc, char** argv) {
                                   {"vocab", s100.vocab}};
     const int64_t prefill = quick ? 32 : 128, steps = quick ? 8 : 32;
     json rows = json::array();
-    for (const char* prec : {"fp32", "bf16", "int8", "nf4"}) {
+    for (const std::string& prec : precisions) {
       LoadOptions o;
       o.precision = parse_precision(prec);
       o.device = device;

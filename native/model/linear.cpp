@@ -40,7 +40,9 @@ at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w, const at::Tens
   auto cvt = [&](const at::Tensor& t) { return !t.defined() || t.scalar_type() == op ? t : t.to(op); };
   if (w.scalar_type() == op) return at::linear(xw, w, cvt(b));
   const int64_t out = w.size(0), in = w.size(1);
-  const int64_t rows = std::max<int64_t>(16, (int64_t(1) << 17) / std::max<int64_t>(1, in));
+  // <= 32768 elements per chunk: below ATen's parallel grain, so the conversion runs on the calling thread
+  // (hundreds of OpenMP regions per token are slow on a busy machine) and the chunk stays in L1/L2.
+  const int64_t rows = std::max<int64_t>(8, (int64_t(1) << 15) / std::max<int64_t>(1, in));
   if (rows >= out) return at::linear(xw, w.to(op), cvt(b));
   std::vector<at::Tensor> parts;
   for (int64_t o0 = 0; o0 < out; o0 += rows) {
