@@ -148,12 +148,18 @@ struct Resolved {
   at::ScalarType act;
   at::Device device{at::kCPU};
   Prequant pre;
+  double int8_threshold = 6.0;
 };
 
 Resolved resolve(const ModelConfig& c, const Checkpoint& ck, const std::vector<Spec>& specs, const LoadOptions& o) {
   Resolved r;
   r.device = parse_device(o.device);
   r.pre = prequant_of(c);
+  r.int8_threshold = o.int8_threshold;
+  // A pre-quantized int8 checkpoint records its outlier threshold; an explicit option still wins.
+  if (r.pre.on && r.pre.precision == Precision::INT8 && o.int8_threshold == 6.0 &&
+      c.quantization_config.contains("llm_int8_threshold") && c.quantization_config["llm_int8_threshold"].is_number())
+    r.int8_threshold = c.quantization_config["llm_int8_threshold"].get<double>();
   if (r.pre.on) {
     if (o.precision && *o.precision != r.pre.precision)
       fail(c.path, ": the checkpoint is pre-quantized to ", precision_name(r.pre.precision),
@@ -416,7 +422,7 @@ struct Loader {
     const int64_t out = s.conv1d ? s.shape[1] : s.shape[0], in = s.conv1d ? s.shape[0] : s.shape[1];
     lin.in_features = in;
     lin.out_features = out;
-    lin.int8_threshold = opts.int8_threshold;
+    lin.int8_threshold = r.int8_threshold;
     if (!s.bias.empty()) lin.b = rd.read(s.bias).to(r.device, r.act);
     if (prequantized_linear(r, ck, s)) {
       if (r.pre.precision == Precision::INT8) {
