@@ -5,7 +5,7 @@
 //  CUDA (--device cuda): d_in 2048 and 4096, expansion 8, batch 4096, relu and topk (k 32), bf16 matmuls with
 //  fp32 master weights: tokens/s and the fraction of the bf16 matmul floor (the step's GEMMs timed alone:
 //  5 for relu, 3 for topk) reached.
-// Usage: qsae_bench_sae [--device cpu|cuda] [--out FILE.json] [--quick]
+// Usage: qsae_bench_sae [--device cpu|cuda] [--out FILE.json] [--quick] [--only TYPE:EXPANSION]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -70,12 +70,13 @@ struct Trainer {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string device = "cpu", out;
+  std::string device = "cpu", out, only;
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
     else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];  // e.g. topk:0.5
   }
   init_runtime();
   auto info = runtime_info();
@@ -91,6 +92,9 @@ int main(int argc, char** argv) {
     for (std::string variant : {"relu", "relu-sparse", "topk"})
       for (double e : {0.5, 2.0, 8.0}) {
         int64_t S = int64_t(e * d);
+        char tag[64];
+        std::snprintf(tag, sizeof tag, "%s:%g", variant.c_str(), e);
+        if (!only.empty() && only != tag) continue;
         std::string arch = variant == "topk" ? "topk" : "relu";
         Trainer a(arch, d, S, 32, at::kCPU), b(arch, d, S, 32, at::kCPU);
         if (variant == "relu-sparse") a.s.b_enc.fill_(-2.05), b.s.b_enc.fill_(-2.05);
