@@ -2,10 +2,8 @@
 // program, a wall-clock timeout, memory / process / file-size limits (setrlimit in a small runner, the
 // "ulimit wrapper"), no network where `unshare -n` works (probed once), several at a time.
 // Never in-process. Like the official harness this limits accidents, it is not a security sandbox.
-import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { availableParallelism, tmpdir } from "node:os";
-import { join } from "node:path";
 
 import { InputError } from "../errors.js";
 
@@ -36,6 +34,8 @@ export interface ExecResult {
 const RUNNER = String.raw`
 import sys, os, resource, faulthandler
 mem, nproc, fsize, cpu = (int(x) for x in sys.argv[1:5]); path = sys.argv[5]; nonce = sys.argv[6]
+try: os.nice(10)  # below the model's threads: generation runs alongside these programs
+except OSError: pass
 def lim(r, v):
     try: resource.setrlimit(r, (v, v))
     except (ValueError, OSError): pass
@@ -67,6 +67,64 @@ except BaseException as e:
     s = str(e)
     report(1, "failed: " + type(e).__name__ + (": " + s if s else ""))
 report(0, "passed")
+`;
+
+// The helper: receives {id, program, ...} over IPC, runs the program in a fresh temporary folder with a
+// timeout, answers {id, r}. Exits when the parent disconnects.
+const HELPER = String.raw`
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+process.on("disconnect", () => process.exit(0));
+process.on("message", (job) => {
+  const dir = mkdtempSync(join(tmpdir(), "qsae-exec-"));
+  const file = join(dir, "program.py");
+  writeFileSync(file, job.program);
+  const nonce = "@@qsae-result-" + Math.random().toString(36).slice(2) + "@@ ";
+  let done = false;
+  const finish = (r) => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    rmSync(dir, { recursive: true, force: true });
+    if (process.connected) process.send({ id: job.id, r });
+  };
+  let child;
+  try {
+    child = spawn(job.cmd, [...job.pre, ...job.python, ...job.limits, file, nonce], {
+      cwd: dir,
+      env: { PATH: job.path, HOME: dir, TMPDIR: dir, LANG: "C.UTF-8", PYTHONHASHSEED: "0" },
+      stdio: ["ignore", "ignore", "pipe"],
+      detached: true,
+    });
+  } catch (e) {
+    return finish({ passed: false, result: "failed: could not start python (" + e.message + ")" });
+  }
+  let stderr = "";
+  let timedOut = false;
+  child.stderr.setEncoding("utf8");
+  child.stderr.on("data", (d) => {
+    stderr += d;
+    if (stderr.length > 65536) stderr = stderr.slice(-32768);
+  });
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try { process.kill(-child.pid, "SIGKILL"); } catch { child.kill("SIGKILL"); }
+  }, job.timeoutMs);
+  child.on("error", (e) => finish({ passed: false, result: "failed: could not start python (" + e.message + ")" }));
+  child.on("close", (code, signal) => {
+    if (timedOut) return finish({ passed: false, result: "timed out" });
+    const at = stderr.lastIndexOf(nonce);
+    if (at >= 0) {
+      const msg = stderr.slice(at + nonce.length).split("\n")[0];
+      return finish({ passed: code === 0 && msg === "passed", result: msg });
+    }
+    if (signal === "SIGXCPU") return finish({ passed: false, result: "timed out" });
+    const last = stderr.trim().split("\n").pop() || "";
+    finish({ passed: false, result: signal ? "failed: killed by " + signal : "failed: exit code " + code + (last ? " (" + last.slice(0, 200) + ")" : "") });
+  });
+});
 `;
 
 interface Resolved {
@@ -135,6 +193,9 @@ export class PythonExecutor {
   private running = 0;
   private readonly queue: (() => void)[] = [];
   private closed = false;
+  private child: ChildProcess | undefined;
+  private nextId = 0;
+  private readonly waiting = new Map<number, (r: ExecResult) => void>();
 
   private constructor(r: Resolved, opts: ExecutorOptions) {
     this.python = r.python;
@@ -149,7 +210,9 @@ export class PythonExecutor {
 
   /** Resolves python (a clear error when missing) and probes network isolation. */
   static async create(opts: ExecutorOptions = {}): Promise<PythonExecutor> {
-    return new PythonExecutor(await resolvePython(opts), opts);
+    const ex = new PythonExecutor(await resolvePython(opts), opts);
+    ex.helper();
+    return ex;
   }
 
   async run(program: string): Promise<ExecResult> {
@@ -166,74 +229,55 @@ export class PythonExecutor {
 
   close(): void {
     this.closed = true;
+    const c = this.child;
+    this.child = undefined;
+    if (c?.connected) c.disconnect();
+  }
+
+  /**
+   * Programs are started by a small helper process (plain Node, no libtorch), itself started here before
+   * any generation: forking the process that holds libtorch while a forward is in flight runs OpenBLAS's
+   * fork handlers under the running computation, which can hang it.
+   */
+  private helper(): ChildProcess {
+    if (this.child && this.child.connected) return this.child;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", HELPER], {
+      stdio: ["ignore", "ignore", "inherit", "ipc"],
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", TMPDIR: tmpdir() },
+    });
+    child.on("message", (m: { id: number; r: ExecResult }) => {
+      const w = this.waiting.get(m.id);
+      this.waiting.delete(m.id);
+      w?.(m.r);
+    });
+    const fail = () => {
+      for (const [id, w] of this.waiting) {
+        this.waiting.delete(id);
+        w({ passed: false, result: "failed: the executor helper process exited" });
+      }
+      if (this.child === child) this.child = undefined;
+    };
+    child.on("exit", fail);
+    child.on("error", fail);
+    this.child = child;
+    return child;
   }
 
   private runOne(program: string): Promise<ExecResult> {
-    const dir = mkdtempSync(join(tmpdir(), "qsae-exec-"));
-    const file = join(dir, "program.py");
-    writeFileSync(file, program);
-    const nonce = `@@qsae-result-${Math.random().toString(36).slice(2)}@@ `;
-    const cpu = Math.ceil(this.timeoutMs / 1000) + 1;
-    const args = [
-      ...this.prefix.slice(1),
-      ...(this.prefix.length ? [this.python] : []),
-      "-I",
-      "-S",
-      "-c",
-      RUNNER,
-      String(this.memBytes),
-      String(this.maxProcesses),
-      String(64 * 1024 * 1024),
-      String(cpu),
-      file,
-      nonce,
-    ];
-    const cmd = this.prefix.length ? this.prefix[0] : this.python;
+    const id = this.nextId++;
+    const job = {
+      id,
+      program,
+      cmd: this.prefix.length ? this.prefix[0] : this.python,
+      pre: [...this.prefix.slice(1), ...(this.prefix.length ? [this.python] : [])],
+      python: ["-I", "-S", "-c", RUNNER],
+      limits: [String(this.memBytes), String(this.maxProcesses), String(64 * 1024 * 1024), String(Math.ceil(this.timeoutMs / 1000) + 1)],
+      timeoutMs: this.timeoutMs,
+      path: process.env.PATH ?? "/usr/bin:/bin",
+    };
     return new Promise<ExecResult>((resolve) => {
-      const child = spawn(cmd, args, {
-        cwd: dir,
-        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir, TMPDIR: dir, LANG: "C.UTF-8", PYTHONHASHSEED: "0" },
-        stdio: ["ignore", "ignore", "pipe"],
-        detached: true,
-      });
-      let stderr = "";
-      let timedOut = false;
-      child.stderr.setEncoding("utf8");
-      child.stderr.on("data", (d: string) => {
-        stderr += d;
-        if (stderr.length > 1 << 16) stderr = stderr.slice(-(1 << 15));
-      });
-      const killGroup = () => {
-        try {
-          process.kill(-child.pid!, "SIGKILL");
-        } catch {
-          child.kill("SIGKILL");
-        }
-      };
-      const timer = setTimeout(() => {
-        timedOut = true;
-        killGroup();
-      }, this.timeoutMs);
-      const finish = (r: ExecResult) => {
-        clearTimeout(timer);
-        rmSync(dir, { recursive: true, force: true });
-        resolve(r);
-      };
-      child.on("error", (e) => finish({ passed: false, result: `failed: could not start python (${e.message})` }));
-      child.on("close", (code, signal) => {
-        if (timedOut) return finish({ passed: false, result: "timed out" });
-        const at = stderr.lastIndexOf(nonce);
-        if (at >= 0) {
-          const msg = stderr.slice(at + nonce.length).split("\n")[0];
-          return finish({ passed: code === 0 && msg === "passed", result: msg });
-        }
-        if (signal === "SIGXCPU") return finish({ passed: false, result: "timed out" });
-        const last = stderr.trim().split("\n").pop() ?? "";
-        finish({
-          passed: false,
-          result: signal ? `failed: killed by ${signal}` : `failed: exit code ${code}${last ? ` (${last.slice(0, 200)})` : ""}`,
-        });
-      });
+      this.waiting.set(id, resolve);
+      this.helper().send(job);
     });
   }
 }
