@@ -96,9 +96,9 @@ export function demoConfig(opts: { quick?: boolean; root?: string } = {}): Exper
     reference: "bf16",
     transfer: { align: true, k: 10 },
     benchmarks: {
-      ...(data.humaneval ? { humaneval: { data: data.humaneval, max_new_tokens: 64, batch_size: 16, ...(quick ? { limit: 4 } : {}) } } : {}),
+      ...(data.humaneval ? { humaneval: { data: data.humaneval, max_new_tokens: 64, batch_size: 8, ...(quick ? { limit: 4 } : {}) } } : {}),
       ...(data.gsm8k
-        ? { gsm8k: { data: data.gsm8k, max_new_tokens: 48, batch_size: 16, ...(existsSync(join(dirname(data.gsm8k), "train.jsonl")) ? (quick ? { shots: 2 } : {}) : { shots: 0 }), ...(quick ? { limit: 4 } : {}) } }
+        ? { gsm8k: { data: data.gsm8k, max_new_tokens: 48, batch_size: 8, ...(existsSync(join(dirname(data.gsm8k), "train.jsonl")) ? (quick ? { shots: 2 } : {}) : { shots: 0 }), ...(quick ? { limit: 4 } : {}) } }
         : {}),
       ...(data.mmlu ? { mmlu: { data: data.mmlu, ...(quick ? { limit: 4 } : {}) } } : {}),
     },
