@@ -32,7 +32,7 @@ note "|---|---|---|"
 
 BUILD=build-gpu
 step configure 300 cmake -S . -B "$BUILD" -G Ninja -DQSAE_BUILD_TESTS=ON -DQSAE_CUDA=ON -DCMAKE_BUILD_TYPE=Release || true
-step build 420 cmake --build "$BUILD" --parallel "$(nproc)" || { note "build failed: see build.log"; tail -40 "$OUT/build.log"; }
+step build 420 cmake --build "$BUILD" --parallel "$(nproc)" --target all qsae_benches || { note "build failed: see build.log"; tail -40 "$OUT/build.log"; }
 grep -q "QSAE_HAVE_CUDA" "$BUILD/compile_commands.json" 2>/dev/null || note "WARNING: built without CUDA (torch_cuda not found)"
 
 # ---- STEPS: tests, then benchmarks (each bench writes JSON under $OUT) ----
