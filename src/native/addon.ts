@@ -2,22 +2,15 @@
 // tensor is needed (`qsae --help`, `qsae bench --samples` stay instant).
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+
+import { packageRoot } from "../package-root.js";
 
 import type { NativeAddon } from "./types.js";
 
-let cached: NativeAddon | undefined;
+export { packageRoot };
 
-/** Root of the qsae package (where package.json and build/ live), from src/ or dist/src/. */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    if (existsSync(join(dir, "package.json")) && existsSync(join(dir, "CMakeLists.txt"))) return dir;
-    dir = dirname(dir);
-  }
-  throw new Error("qsae: cannot find the package root");
-}
+let cached: NativeAddon | undefined;
 
 /** Path of the built addon: QSAE_ADDON, else build/Release/qsae.node under the package root. */
 export function addonPath(): string {

@@ -1,27 +1,14 @@
 // `qsae demo`: the whole pipeline on the bundled default model (models/<name>) and the bundled prompt and
 // task sets (data/prompts, data/tasks), on CPU, sized to finish in minutes.
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 
 import { InputError } from "../errors.js";
+import { packageRoot } from "../package-root.js";
 import type { ConfigInput, ExperimentConfig } from "./config.js";
 import { parseConfig } from "./config.js";
 
-/** The folder holding qsae's package.json (the repository or the installed package). */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: string };
-      if (pkg.name === "qsae") return dir;
-    } catch {
-      // keep looking upwards
-    }
-    dir = dirname(dir);
-  }
-  throw new Error("cannot find qsae's package folder");
-}
+export { packageRoot };
 
 /** The bundled default model's folder name under models/ (QSAE_DEMO_MODEL overrides the folder). */
 export const DEFAULT_MODEL_NAME = "qsae-tiny-code";
