@@ -4,11 +4,13 @@
 import cliProgress from "cli-progress";
 import type { CommandModule } from "yargs";
 
+import { loadModelFromArgs, withModelOptions } from "../model-options.js";
+
 import { InputError } from "../../src/errors.js";
 import type { StoreDtype } from "../../src/model/activation-store.js";
 import { extractActivations } from "../../src/model/extract.js";
 import type { ExtractHook } from "../../src/model/extract.js";
-import { type ComputeDtype, HOOK_NAMES, Model, type Precision, PRECISIONS } from "../../src/model/model.js";
+import { HOOK_NAMES } from "../../src/model/model.js";
 import { readPromptItems } from "../../src/model/prompts.js";
 import { Tokenizer } from "../../src/model/tokenizer.js";
 import type { Progress } from "../../src/native/cancel.js";
@@ -48,14 +50,7 @@ export const extractCommand: CommandModule<object, Args> = {
   command: "extract <model>",
   describe: "Capture activations (hooks x layers, one pass) for a prompt file into an activation store",
   builder: (y) =>
-    y
-      .positional("model", { type: "string", demandOption: true, description: "Hugging Face model folder" })
-      .option("precision", { type: "string", choices: [...PRECISIONS], description: "Default: the checkpoint's dtype" })
-      .option("compute-dtype", { type: "string", choices: ["fp32", "bf16", "fp16"], description: "For int8/nf4/fp4 (default: fp32 on CPU, bf16 on CUDA)" })
-      .option("device", { type: "string", default: "cpu", description: "cpu | cuda | cuda:N" })
-      .option("blocksize", { type: "number", description: "nf4/fp4 block size (default 64)" })
-      .option("double-quant", { type: "boolean", description: "nf4/fp4: quantize the absmax too" })
-      .option("int8-threshold", { type: "number", description: "int8 outlier threshold (default 6.0)" })
+    withModelOptions(y)
       .option("layers", { type: "string", demandOption: true, description: "Comma-separated layer indices, e.g. 0,6,11" })
       .option("hooks", { type: "string", default: "resid_post", description: `Comma-separated hooks: ${HOOK_NAMES.join(", ")}` })
       .option("prompts", { type: "string", demandOption: true, description: ".txt (one per line) or .jsonl (prompt/text, or input_ids)" })
@@ -89,14 +84,7 @@ export const extractCommand: CommandModule<object, Args> = {
     const text = typeof prompts[0] === "string";
     const tok = text ? await Tokenizer.fromModelDir(args.tokenizer ?? args.model) : null;
     const quantized = args.precision === "int8" || args.precision === "nf4" || args.precision === "fp4";
-    const model = await Model.load(args.model, {
-      precision: args.precision as Precision | undefined,
-      computeDtype: args["compute-dtype"] as ComputeDtype | undefined,
-      device: args.device,
-      blocksize: args.blocksize,
-      doubleQuant: args["double-quant"],
-      int8Threshold: args["int8-threshold"],
-    });
+    const model = await loadModelFromArgs(args);
     const bar = progress(`extract ${model.info.precision}`);
     try {
       const t0 = performance.now();

@@ -5,9 +5,9 @@ import type { CommandModule } from "yargs";
 import { InputError } from "../../src/errors.js";
 import { generate, generateIds } from "../../src/model/generate.js";
 import type { GenerateOptions } from "../../src/model/generate.js";
-import { type ComputeDtype, Model, type Precision, PRECISIONS } from "../../src/model/model.js";
 import { readPrompts } from "../../src/model/prompts.js";
 import { Tokenizer } from "../../src/model/tokenizer.js";
+import { loadModelFromArgs, withModelOptions } from "../model-options.js";
 import { printJson } from "../output.js";
 
 interface Args {
@@ -48,14 +48,7 @@ export const generateCommand: CommandModule<object, Args> = {
   command: "generate <model>",
   describe: "Generate text from a model folder at a precision, streaming tokens to stdout",
   builder: (y) =>
-    y
-      .positional("model", { type: "string", demandOption: true, description: "Hugging Face model folder" })
-      .option("precision", { type: "string", choices: [...PRECISIONS], description: "Default: the checkpoint's dtype" })
-      .option("compute-dtype", { type: "string", choices: ["fp32", "bf16", "fp16"], description: "For int8/nf4/fp4 (default: fp32 on CPU, bf16 on CUDA)" })
-      .option("device", { type: "string", default: "cpu", description: "cpu | cuda | cuda:N" })
-      .option("blocksize", { type: "number", description: "nf4/fp4 block size (default 64)" })
-      .option("double-quant", { type: "boolean", description: "nf4/fp4: quantize the absmax too" })
-      .option("int8-threshold", { type: "number", description: "int8 outlier threshold (default 6.0)" })
+    withModelOptions(y)
       .option("prompt", { type: "string", array: true, description: "Prompt text (repeat for a batch)" })
       .option("prompts", { type: "string", description: "Prompt file: .txt (one per line) or .jsonl (prompt/text field)" })
       .option("prompt-ids", { type: "string", array: true, description: "A prompt as token ids, e.g. 1,2,3 (models without a tokenizer)" })
@@ -97,14 +90,7 @@ export const generateCommand: CommandModule<object, Args> = {
     // Load the tokenizer first: it is cheap, and a missing one should fail before the weights load.
     const tokDir = args.tokenizer ?? args.model;
     const tok = prompts || Tokenizer.existsIn(tokDir) ? await Tokenizer.fromModelDir(tokDir) : undefined;
-    const model = await Model.load(args.model, {
-      precision: args.precision as Precision | undefined,
-      computeDtype: args["compute-dtype"] as ComputeDtype | undefined,
-      device: args.device,
-      blocksize: args.blocksize,
-      doubleQuant: args["double-quant"],
-      int8Threshold: args["int8-threshold"],
-    });
+    const model = await loadModelFromArgs(args);
     try {
       const n = prompts?.length ?? idPrompts?.length ?? 0;
       const streaming = !args.json && n === 1 && tok !== undefined;
