@@ -4,7 +4,7 @@
 import cliProgress from "cli-progress";
 import type { CommandModule } from "yargs";
 
-import { loadModelFromArgs, withModelOptions } from "../model-options.js";
+import { loadModelFromArgs, type ModelArgs, withModelOptions } from "../model-options.js";
 
 import { InputError } from "../../src/errors.js";
 import type { StoreDtype } from "../../src/model/activation-store.js";
@@ -16,14 +16,7 @@ import { Tokenizer } from "../../src/model/tokenizer.js";
 import type { Progress } from "../../src/native/cancel.js";
 import { formatBytes } from "../output.js";
 
-interface Args {
-  model: string;
-  precision?: string;
-  "compute-dtype"?: string;
-  device?: string;
-  blocksize?: number;
-  "double-quant"?: boolean;
-  "int8-threshold"?: number;
+interface Args extends ModelArgs {
   layers: string;
   hooks: string;
   prompts: string;

@@ -7,17 +7,10 @@ import { generate, generateIds } from "../../src/model/generate.js";
 import type { GenerateOptions } from "../../src/model/generate.js";
 import { readPrompts } from "../../src/model/prompts.js";
 import { Tokenizer } from "../../src/model/tokenizer.js";
-import { loadModelFromArgs, withModelOptions } from "../model-options.js";
+import { loadModelFromArgs, type ModelArgs, withModelOptions } from "../model-options.js";
 import { printJson } from "../output.js";
 
-interface Args {
-  model: string;
-  precision?: string;
-  "compute-dtype"?: string;
-  device?: string;
-  blocksize?: number;
-  "double-quant"?: boolean;
-  "int8-threshold"?: number;
+interface Args extends ModelArgs {
   prompt?: string[];
   prompts?: string;
   "prompt-ids"?: string[];
