@@ -128,8 +128,9 @@ std::vector<int64_t> outlier_columns(const at::Tensor& x2d, double threshold) {
 
 namespace {
 
-// Row quantization with bitsandbytes' semantics: row max over |x| < threshold; q = round(x * (127 / max));
-// outlier columns zeroed.
+// Row quantization with bitsandbytes' semantics (int8_vectorwise_quant): row max over |x| < threshold;
+// q = round(x * (127.0 / max)) with torch's `127.0 / tensor` = reciprocal(max) * 127 (two fp32 roundings, not
+// 127 / max: the last bit decides .5 ties); outlier columns zeroed in every row.
 void quant_rows(const float* px, int64_t M, int64_t K, double threshold, const std::vector<char>& is_out, int8_t* pq,
                 float* ps) {
   const float thr = static_cast<float>(threshold);
@@ -142,7 +143,7 @@ void quant_rows(const float* px, int64_t M, int64_t K, double threshold, const s
         if (!(threshold > 0) || a < thr) mx = std::max(mx, a);
       }
       ps[m] = mx;
-      const float s = 127.0f / mx;
+      const float s = (1.0f / mx) * 127.0f;
       int8_t* q = pq + m * K;
       for (int64_t k = 0; k < K; ++k) {
         if (is_out[k] || mx == 0) {
@@ -207,15 +208,19 @@ at::Tensor linear_int8(const at::Tensor& x, const Int8Weight& w, const at::Tenso
       }
     });
   }
-  // bitsandbytes' int8_mm_dequant: acc * (row_scale * col_scale) * (1/127^2 as 6.200124e-05).
-  at::Tensor y = acc.to(at::kFloat) * (rs.reshape({-1, 1}) * SCB.reshape({1, -1})) * 6.200124e-05f;
+  // Dequantize as int8_mm_dequant does, acc * (row_scale * col_scale) / 127^2, but with the exact 127^2:
+  // bitsandbytes' literal 6.200124e-05 is 1.8e-5 (relative) above 1/16129 = 6.2000124e-05, and the LLM.int8
+  // references (../shared/reference/*.int8) were made with the exact value (see the int8 test in test_model.cpp).
+  // Then the bias, then the outlier columns in fp32 (int8_mixed_scaled_mm: addmm onto the biased int8 part).
+  at::Tensor y = acc.to(at::kFloat) * (rs.reshape({-1, 1}) * SCB.reshape({1, -1}));
+  y.div_(16129.0f);
+  if (bias.defined()) y.add_(bias.to(at::kFloat));
   if (!cols.empty()) {
     at::Tensor idx = at::tensor(cols, at::kLong);
     at::Tensor xo = x2.index_select(1, idx);
     at::Tensor wo = CB.index_select(1, idx).to(at::kFloat) * SCB.reshape({-1, 1}) * 7.874015718698502e-3f;
     y.addmm_(xo, wo.t());
   }
-  if (bias.defined()) y.add_(bias.to(at::kFloat));
   y = y.reshape(out_shape(x, N));
   return compute == at::kFloat ? y : y.to(compute);
 }

@@ -355,9 +355,12 @@ void quantize_int8_impl(const T* pw, int64_t N, int64_t K, int8_t* pc, float* ps
       float m = 0;
       for (int64_t k = 0; k < K; ++k) m = std::max(m, std::fabs(to_f(row[k])));
       ps[n] = m;
+      // bitsandbytes' int8_vectorwise_quant: round(W * (127.0 / SCB)), where torch evaluates `127.0 / tensor` as
+      // reciprocal(SCB) * 127 (two fp32 roundings). W * 127 / SCB and W * (127 / SCB) differ in the last bit, which
+      // decides the .5 ties that bf16 weights hit often. Half to even; a zero row gives zeros.
+      const float s = (1.0f / m) * 127.0f;
       for (int64_t k = 0; k < K; ++k) {
-        // round(W * 127 / SCB), half to even (the default rounding mode); a zero row gives zeros.
-        const float v = m > 0 ? std::nearbyint(to_f(row[k]) * 127.0f / m) : 0.0f;
+        const float v = m > 0 ? std::nearbyint(to_f(row[k]) * s) : 0.0f;
         pc[n * K + k] = static_cast<int8_t>(std::max(-127.0f, std::min(127.0f, v)));
       }
     }

@@ -8,7 +8,8 @@
 //    two codes per byte, first element in the HIGH nibble, odd count padded with code 0.
 //  * double quant: offset = mean(absmax); (absmax - offset) quantized 8-bit blockwise (blocksize 256) with
 //    bitsandbytes' signed dynamic map.
-//  * int8: SCB = max|W_row| (fp32), CB = round_half_even(W * 127 / SCB).
+//  * int8: SCB = max|W_row| (fp32), CB = round_half_even(W * ((1 / SCB) * 127)), each step rounded to fp32 (what
+//    torch makes of bitsandbytes' `A * (127.0 / row_stats)`).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -77,14 +78,16 @@ struct Int8Weight {
 Int8Weight quantize_int8(const at::Tensor& w);
 at::Tensor dequantize_int8(const Int8Weight& w, at::ScalarType out = at::kFloat);
 
-// LLM.int8: outlier columns (any |x| >= threshold over ALL rows of x) in `compute` dtype, the rest int8xint8->int32.
-// threshold <= 0: no outlier decomposition (everything int8).
+// LLM.int8: outlier columns (any |x| >= threshold over ALL rows of x) in `compute` dtype, the rest int8xint8->int32,
+// dequantized as acc * (row_scale * SCB) / 127^2 (exact 127^2, not bitsandbytes' 6.200124e-05 literal), then
+// + bias, then + x[:, outliers] @ (CB[:, outliers] * SCB / 127)^T. threshold <= 0: no outlier decomposition.
 at::Tensor linear_int8(const at::Tensor& x, const Int8Weight& w, const at::Tensor& bias, double threshold,
                        at::ScalarType compute);
 
 // Row-wise activation quantization (LLM.int8, bitsandbytes' int8_vectorwise_quant): outlier columns are those
 // with any |x| >= threshold (none when threshold <= 0); per row scale = max|x| over the elements below the
-// threshold; q = round_half_even(x * (127 / scale)); outlier columns are zeroed in q.
+// threshold; q = round_half_even(x * ((1 / scale) * 127)) (fp32 steps, as for weights); outlier columns are
+// zeroed in q.
 struct RowQuant {
   at::Tensor q;      // int8 [M, K]
   at::Tensor scale;  // fp32 [M]

@@ -87,6 +87,7 @@ at::Tensor linear_int8_cuda(const at::Tensor& x, const Int8Weight& w, const at::
   launch_gemm_int8(xq.data_ptr<int8_t>(), CB.data_ptr<int8_t>(), rs.data_ptr<float>(), SCB.data_ptr<float>(),
                    y.data_ptr<float>(), M, N, K, stream);
   y = y.to(compute);
+  if (bias.defined()) y.add_(bias.to(compute));  // before the outlier part, as on CPU (int8_mixed_scaled_mm)
   if (threshold > 0) {
     at::Tensor cols = flags.nonzero().reshape({-1});
     if (cols.numel() > 0) {
@@ -95,7 +96,6 @@ at::Tensor linear_int8_cuda(const at::Tensor& x, const Int8Weight& w, const at::
       y.addmm_(xo, wo.t());
     }
   }
-  if (bias.defined()) y.add_(bias.to(compute));
   return y.reshape(out_shape(x, N));
 }
 

@@ -143,7 +143,7 @@ __global__ void quant_rows_kernel(const float* __restrict__ x, const uint8_t* __
   __syncthreads();
   mx = red[0];
   if (threadIdx.x == 0) scale[m] = mx;
-  const float s = 127.f / mx;
+  const float s = (1.f / mx) * 127.f;  // as the CPU quant_rows: torch's 127.0 / t is reciprocal(t) * 127
   for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
     int8_t v = 0;
     if (mx > 0.f && !flags[k]) v = int8_t(fminf(127.f, fmaxf(-127.f, rintf(r[k] * s))));
@@ -171,7 +171,8 @@ __global__ void gemm_int8_kernel(const int8_t* __restrict__ xq, const int8_t* __
       for (int64_t k = lane; k < K; k += 32) acc += int(xr[k]) * int(wr[k]);
     }
     for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) y[m * N + n] = float(acc) * (rs[m] * scb[n]) * 6.200124e-05f;
+    // As linear_int8 on CPU: acc * (row_scale * SCB) / 127^2, an IEEE division (no fast-math), exact 127^2.
+    if (lane == 0) y[m * N + n] = float(acc) * (rs[m] * scb[n]) / 16129.0f;
   }
 }
 

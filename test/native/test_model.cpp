@@ -114,16 +114,19 @@ TEST_CASE("model: nf4 (compute fp32) matches the bitsandbytes NF4 reference (1e-
   }
 }
 
-TEST_CASE("model: int8 (compute fp32) matches the LLM.int8 reference") {
-  // Row-wise int8 rounding makes LLM.int8 outputs jump under tiny input changes: perturbing the activations
-  // of a float32 re-implementation of the reference by 1e-6 (relative) moves its hidden states by up to
-  // ~9e-3 (bench/README.md, model section). Tolerance here: 1e-2, and the result must be closer to the int8
-  // reference than the fp32 reference is (so int8 arithmetic is really applied, outlier path included).
+TEST_CASE("model: int8 (compute fp32) matches the LLM.int8 reference (5e-3)") {
+  // linear_int8 follows the reference's arithmetic step for step (native/quant/linear.cpp): scales
+  // reciprocal(max) * 127 in fp32 (torch's `127.0 / t`) for weights and activations, dequantization by the
+  // exact 127^2, bias, then the fp32 outlier columns. Every int8 rounding decision then equals the reference's
+  // and the worst error is 2-3e-7 (fp32 op-order noise). The requirement is 5e-3; a single int8 rounding
+  // decided the other way in block 0 typically costs 2e-3..7e-3, up to 9e-3 (bench/README.md, model section),
+  // so this bound effectively checks that the rounding decisions agree. The result must also be closer to the
+  // int8 reference than the fp32 reference is (so int8 arithmetic is really applied, outlier path included).
   if (!have_shared()) return;
   for (const char* name : kModels) {
     if (!file_exists(ref_path(name, "int8"))) continue;
     auto m = Model::load(model_dir(name), opts_for("int8"));
-    double e = compare_with(*m, ref_path(name, "int8"), std::string(name) + " int8", 1e-2);
+    double e = compare_with(*m, ref_path(name, "int8"), std::string(name) + " int8", 5e-3);
     auto f8 = SafetensorsFile::open(ref_path(name, "int8"));
     auto f32 = SafetensorsFile::open(ref_path(name, "fp32"));
     double fp32_vs_int8 = rel_err(f32->get("logits"), f8->get("logits"));

@@ -361,10 +361,13 @@ TEST_CASE("quant: linear_int8 (outlier decomposition, int8 x int8 -> int32) agai
       at::Tensor is_out = (x.abs() >= thr).any(0);
       at::Tensor xin = x.masked_fill(x.abs() >= thr, 0.0);
       at::Tensor rs = std::get<0>(xin.abs().max(1));
-      at::Tensor xq = at::round(xin * (127.0f / rs.reshape({-1, 1}))).masked_fill(is_out.reshape({1, -1}), 0.0);
+      // Scale as torch evaluates bitsandbytes' `127.0 / row_stats`: reciprocal(row_stats) * 127 in fp32.
+      at::Tensor xq =
+          at::round(xin * (rs.reciprocal() * 127.0f).reshape({-1, 1})).masked_fill(is_out.reshape({1, -1}), 0.0);
       at::Tensor acc = at::matmul(xq.to(at::kDouble), w.CB.to(at::kDouble).t());
-      // bitsandbytes scales by 6.200124e-05, its (slightly inexact) literal for 1/127^2; so does qsae.
-      at::Tensor want = acc * (rs.to(at::kDouble).reshape({-1, 1}) * w.SCB.to(at::kDouble).reshape({1, -1})) * 6.200124e-05;
+      // Exact 1/127^2 (bitsandbytes' literal 6.200124e-05 is 1.8e-5 too large; the LLM.int8 model references
+      // in ../shared were made with the exact value, see native/quant/linear.cpp).
+      at::Tensor want = acc * (rs.to(at::kDouble).reshape({-1, 1}) * w.SCB.to(at::kDouble).reshape({1, -1})) / 16129.0;
       at::Tensor wdq = w.CB.to(at::kDouble) * w.SCB.to(at::kDouble).reshape({-1, 1}) / 127.0;
       at::Tensor cols = is_out.nonzero().reshape({-1});
       want = want + at::matmul(x.to(at::kDouble).index_select(1, cols), wdq.index_select(1, cols).t()) + bias.to(at::kDouble);
