@@ -188,7 +188,7 @@ int main(int argc, char** argv) {
   }
   try {
     init_runtime();
-    at::InferenceMode guard;
+    c10::InferenceMode guard;
     const RuntimeInfo ri = runtime_info();
     json result = {{"bench", "quant"}, {"device", device}, {"threads", ri.threads}, {"blas", ri.blas},
                    {"cpu_features", ri.cpu_features}, {"cpu_kernel", cpu_kernel()}};

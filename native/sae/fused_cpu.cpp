@@ -55,7 +55,7 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   QSAE_CHECK(A == "relu" || A == "topk" || A == "batchtopk", "fused CPU step supports relu, topk and batchtopk, not ",
              A);
   QSAE_CHECK(s.W_enc.scalar_type() == at::kFloat && !s.W_enc.is_cuda(), "fused CPU step needs fp32 CPU parameters");
-  at::NoGradGuard ng;
+  c10::NoGradGuard ng;
   const int64_t B = x_in.size(0), D = s.d_in, S = s.d_sae;
   const at::Tensor x = x_in.to(at::kFloat).contiguous();
   const at::Tensor W_enc = s.W_enc.contiguous(), W_dec = s.W_dec.contiguous(), b_enc = s.b_enc.contiguous(),
@@ -335,7 +335,7 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
 }
 
 StepResult autograd_forward_backward(const Sae& s0, const at::Tensor& x, const LossOptions& o) {
-  at::AutoGradMode grad(true);
+  c10::AutoGradMode grad(true);
   Sae s = s0;
   s.W_enc = s0.W_enc.detach().clone().requires_grad_(true);
   s.b_enc = s0.b_enc.detach().clone().requires_grad_(true);
@@ -386,7 +386,7 @@ void adam_step_fused_cpu(at::Tensor& p, const at::Tensor& g_in, at::Tensor& m, a
 
 void adam_step_reference(at::Tensor& p, const at::Tensor& g, at::Tensor& m, at::Tensor& v, int64_t step, double lr,
                          double beta1, double beta2, double eps) {
-  at::NoGradGuard ng;
+  c10::NoGradGuard ng;
   const double bc1 = 1 - std::pow(beta1, double(step)), bc2 = 1 - std::pow(beta2, double(step));
   m.mul_(beta1).add_(g, 1 - beta1);
   v.mul_(beta2).addcmul_(g, g, 1 - beta2);

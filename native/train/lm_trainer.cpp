@@ -46,7 +46,7 @@ double lm_eval_loss(const model::Model& m, const at::Tensor& tokens, int64_t seq
   const int64_t span = tokens.size(0) - seq_len - 1;
   QSAE_CHECK(span > 0, "held-out set has ", tokens.size(0), " tokens, fewer than one window of ", seq_len + 1);
   windows = std::max<int64_t>(1, std::min(windows, span));
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   double total = 0;
   const int64_t chunk = 8;
   for (int64_t w0 = 0; w0 < windows; w0 += chunk) {
@@ -97,7 +97,7 @@ LmTrainResult train_lm(model::Model& m, const at::Tensor& train_tokens, const at
     const double loss_v = loss.item<double>();
     QSAE_CHECK(std::isfinite(loss_v), "training diverged at step ", step, " (loss ", loss_v, ")");
     {
-      at::NoGradGuard no_grad;
+      c10::NoGradGuard no_grad;
       double sq = 0;
       for (auto& [name, p] : params)
         if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();

@@ -21,15 +21,10 @@ using namespace qsae::model;
 
 namespace {
 
-std::string shared_dir() {
-  const char* e = std::getenv("QSAE_SHARED");
-  return e ? e : "../shared";
-}
-bool have_shared() { return is_directory(join_path(shared_dir(), "models")); }
-std::string model_dir(const std::string& m) { return join_path(join_path(shared_dir(), "models"), m); }
-std::string ref_path(const std::string& m, const std::string& p) {
-  return join_path(join_path(shared_dir(), "reference"), m + "." + p + ".safetensors");
-}
+using testing::have_shared;
+using testing::shared_dir;
+std::string model_dir(const std::string& m) { return testing::shared_model(m); }
+std::string ref_path(const std::string& m, const std::string& p) { return testing::shared_ref(m, p); }
 
 double max_abs(const at::Tensor& t) { return t.abs().max().item<double>(); }
 double rel_err(const at::Tensor& got, const at::Tensor& ref) {
@@ -71,12 +66,7 @@ std::string sci(double v) {
 const char* kModels[] = {"tiny-llama3", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-qwen3-moe",
                          "tiny-qwen3-outliers", "tiny-qwen3-tied-sharded", "tiny-starcoder2", "tiny-gpt2"};
 
-std::string tmp_dir(const std::string& name) {
-  std::string d = "/tmp/qsae-test-model-" + std::to_string(::getpid()) + "-" + name;
-  std::string cmd = "rm -rf '" + d + "' && mkdir -p '" + d + "'";
-  REQUIRE(std::system(cmd.c_str()) == 0);
-  return d;
-}
+std::string tmp_dir(const std::string& name) { return testing::temp_dir("test-model", name); }
 
 }  // namespace
 
@@ -205,7 +195,7 @@ TEST_CASE("model: forward_train keeps autograd (gradient equals a finite differe
   const double h = 1e-2;
   double f0, f1;
   {
-    at::NoGradGuard ng;
+    c10::NoGradGuard ng;
     w[5][7] += h;
     f1 = m->forward_train(ids).pow(2).mean().item<double>();
     w[5][7] -= 2 * h;

@@ -2,7 +2,6 @@
 #include "testing.h"
 #include <unistd.h>
 
-#include <filesystem>
 
 #include "common/error.h"
 #include "io/fs.h"
@@ -13,14 +12,9 @@
 
 using namespace qsae;
 using namespace qsae::sae;
-namespace fs = std::filesystem;
 
 namespace {
-std::string tmpdir(const std::string& name) {
-  auto p = "/tmp/qsae-sae-test-" + std::to_string(::getpid()) + "-" + name;
-  fs::remove_all(p);
-  return p;
-}
+std::string tmpdir(const std::string& name) { return qsae::testing::temp_dir("sae-test", name, false); }
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
@@ -32,7 +26,7 @@ std::string error_of(const std::function<void()>& f) {
 // A store with 2 shards of acts.resid_post.{3,5}, tokens, doc.
 std::string make_store(const std::string& name, const std::vector<int64_t>& rows, int64_t d, at::Tensor* all = nullptr) {
   auto dir = tmpdir(name);
-  fs::create_directories(dir);
+  make_dirs(dir);
   json m = {{"format", "qsae-activations"}, {"version", 1}, {"hooks", {"resid_post"}}, {"layers", {3, 5}},
             {"d_model", d}, {"dtype", "fp32"}, {"shards", json::array()}};
   std::vector<at::Tensor> parts;
@@ -81,9 +75,9 @@ TEST_CASE("save_sae / load_sae round trip for every architecture") {
     // re-save over the existing folder (atomic replace), no temp folders left behind
     save_sae(dir, l);
     CHECK(!file_exists(join_path(dir, "sparsity.safetensors")));
-    for (auto& e : fs::directory_iterator(fs::path(dir).parent_path()))
-      CHECK(e.path().string().find(fs::path(dir).filename().string() + ".tmp-") == std::string::npos);
-    fs::remove_all(dir);
+    const std::string base = dir.substr(parent_dir(dir).size() + 1);
+    for (const std::string& e : list_dir(parent_dir(dir))) CHECK(e.find(base + ".tmp-") == std::string::npos);
+    remove_tree(dir);
   }
 }
 
@@ -113,7 +107,7 @@ TEST_CASE("encode matches hand-computed activations") {
 
 TEST_CASE("loads a SAELens folder (standard architecture, float32, torch dtype names)") {
   auto dir = tmpdir("saelens");
-  fs::create_directories(dir);
+  make_dirs(dir);
   json c = {{"architecture", "standard"}, {"d_in", 8}, {"d_sae", 12}, {"dtype", "torch.float32"},
             {"apply_b_dec_to_input", true}, {"normalize_activations", "none"}, {"hook_name", "blocks.3.hook_resid_post"},
             {"model_name", "gpt2"}, {"device", "cpu"}};
@@ -138,7 +132,7 @@ TEST_CASE("loads a SAELens folder (standard architecture, float32, torch dtype n
   auto e = error_of([&] { load_sae(dir); });
   CHECK(e.find("W_enc") != std::string::npos);
   CHECK(e.find("[12, 8]") != std::string::npos);
-  fs::remove_all(dir);
+  remove_tree(dir);
   CHECK(error_of([&] { load_sae(dir); }).find("not an SAE folder") != std::string::npos);
 }
 
@@ -166,12 +160,12 @@ TEST_CASE("activation source reads a store in order across shards") {
   CHECK(at::equal(r.acts, all.narrow(0, 6, 7)));
   CHECK(at::equal(r.doc, (at::arange(6, 13, at::kInt) / 4).to(at::kInt)));
   CHECK(src->locate(12).second == 0);
-  fs::remove_all(dir);
+  remove_tree(dir);
 }
 
 TEST_CASE("activation source: plain .safetensors, NaN rows, empty and wrong inputs") {
   auto dir = tmpdir("plain");
-  fs::create_directories(dir);
+  make_dirs(dir);
   auto p = join_path(dir, "a.safetensors");
   auto a = at::randn({10, 4});
   a[7][2] = NAN;
@@ -189,5 +183,5 @@ TEST_CASE("activation source: plain .safetensors, NaN rows, empty and wrong inpu
   CHECK(error_of([&] { ActivationSource::open(p); }).find("no tensor 'acts'") != std::string::npos);
   write_json_file(join_path(dir, "manifest.json"), json{{"hooks", {"h"}}, {"layers", {0}}, {"shards", json::array()}});
   CHECK(error_of([&] { ActivationSource::open(dir); }).find("empty") != std::string::npos);
-  fs::remove_all(dir);
+  remove_tree(dir);
 }

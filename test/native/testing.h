@@ -4,3 +4,31 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "io/fs.h"
+
+namespace qsae::testing {
+// The shared fixtures: $QSAE_SHARED, else ../shared (tests run from the repository root).
+inline std::string shared_dir() {
+  const char* e = std::getenv("QSAE_SHARED");
+  return e ? e : "../shared";
+}
+inline bool have_shared() { return is_directory(join_path(shared_dir(), "models")); }
+inline std::string shared_model(const std::string& name) { return join_path(join_path(shared_dir(), "models"), name); }
+// ../shared/reference/<model>.<precision>.safetensors
+inline std::string shared_ref(const std::string& model, const std::string& precision) {
+  return join_path(join_path(shared_dir(), "reference"), model + "." + precision + ".safetensors");
+}
+
+// A fresh folder /tmp/qsae-TAG-PID-NAME (anything there before is removed); created unless create=false.
+inline std::string temp_dir(const std::string& tag, const std::string& name, bool create = true) {
+  std::string p = "/tmp/qsae-" + tag + "-" + std::to_string(::getpid()) + "-" + name;
+  remove_tree(p);
+  if (create) make_dirs(p);
+  return p;
+}
+}  // namespace qsae::testing
