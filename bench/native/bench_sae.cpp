@@ -21,6 +21,9 @@
 #include "sae/fused_cpu.h"
 #include "sae/sae.h"
 #include "sae/sae_cuda.h"
+#ifdef QSAE_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
 
 using namespace qsae;
 using namespace qsae::sae;
@@ -63,7 +66,7 @@ struct Trainer {
       else if (mode == 1) adam_step_reference(*p[i], g[i], m[i], v[i], step, 1e-4, 0.9, 0.999, 1e-8);
       else adam_step_cuda(*p[i], g[i], m[i], v[i], step, 1e-4, 0.9, 0.999, 1e-8);
     }
-    at::NoGradGuard ng;
+    c10::NoGradGuard ng;
     s.W_dec.div_(s.W_dec.norm(2, {1}, true).clamp_min(1e-12));
   }
 };
@@ -122,20 +125,33 @@ int main(int argc, char** argv) {
         int64_t S = 8 * d;
         auto x = at::randn({B, d}, at::TensorOptions().device(dev));
         Trainer t(arch, d, S, 32, dev);
-        auto sync = [&] { (void)t.s.W_enc.sum().item<float>(); };
-        double step = time_it([&] { t.run(x, 2, arch == "relu" ? 5e-4 : 0.0); sync(); }, 5, 1.0);
+        // Device time per call: synchronize, run `reps` calls back to back, synchronize; median of 5 such groups.
+        auto per_call = [&](const std::function<void()>& fn, int reps) {
+          fn();
+          cudaDeviceSynchronize();
+          std::vector<double> t;
+          for (int g = 0; g < 5; ++g) {
+            auto t0 = clk::now();
+            for (int i = 0; i < reps; ++i) fn();
+            cudaDeviceSynchronize();
+            t.push_back(std::chrono::duration<double>(clk::now() - t0).count() / reps);
+          }
+          std::sort(t.begin(), t.end());
+          return t[t.size() / 2];
+        };
+        double step = per_call([&] { t.run(x, 2, arch == "relu" ? 5e-4 : 0.0); }, 10);
         auto xb = x.to(at::kBFloat16);
-        auto W = at::randn({d, S}, xb.options()), Wt = at::randn({S, d}, xb.options()), F = at::randn({B, S}, xb.options());
+        // Fresh random operands (never zeros): the floor is n GEMMs of the step's largest shape, timed alone.
+        auto W = at::randn({d, S}, xb.options());
         int n_gemm = arch == "relu" ? 5 : 3;
-        double gemm = time_it([&] { (void)xb.mm(W); sync(); }, 5, 0.5);
+        double gemm = per_call([&] { (void)xb.mm(W); }, 20);
         double floor = n_gemm * gemm;
-        std::printf("d_in %lld %-5s %10.0f tok/s  step %.2f ms  floor %.2f ms (%d GEMMs)  %.0f%% of floor\n",
-                    (long long)d, arch.c_str(), B / step, step * 1e3, floor * 1e3, n_gemm, 100 * floor / step);
+        double tflops = 2.0 * B * d * S / gemm / 1e12;
+        std::printf("d_in %lld %-5s %10.0f tok/s  step %.3f ms  floor %.3f ms (%d GEMMs at %.0f TFLOP/s)  %.0f%% of floor\n",
+                    (long long)d, arch.c_str(), B / step, step * 1e3, floor * 1e3, n_gemm, tflops, 100 * floor / step);
         results.push_back({{"device", "cuda"}, {"type", arch}, {"d_in", d}, {"d_sae", S}, {"batch", B}, {"k", 32},
                            {"tokens_per_s", B / step}, {"step_ms", step * 1e3}, {"bf16_floor_ms", floor * 1e3},
-                           {"fraction_of_floor", floor / step}});
-        (void)Wt;
-        (void)F;
+                           {"gemm_tflops", tflops}, {"fraction_of_floor", floor / step}});
       }
 #else
     std::fprintf(stderr, "qsae bench_sae: built without CUDA\n");

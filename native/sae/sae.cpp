@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <filesystem>
 
 #include "common/error.h"
 #include "common/tensor_util.h"
@@ -130,7 +129,7 @@ ForwardResult Sae::forward(const at::Tensor& x_in, bool l1_norm_weighted, const 
 }
 
 void Sae::normalize_decoder() {
-  at::NoGradGuard ng;
+  c10::NoGradGuard ng;
   auto norms = W_dec.to(at::kFloat).norm(2, {1}).clamp_min(1e-12);  // [d_sae]
   W_dec.copy_(W_dec / norms.unsqueeze(1).to(W_dec.scalar_type()));
   if (architecture == "relu" || architecture == "jumprelu") {
@@ -274,14 +273,11 @@ Sae load_sae(const std::string& folder) {
 }
 
 void save_sae(const std::string& folder, const Sae& s, const at::Tensor& log10_density) {
-  namespace fs = std::filesystem;
   s.validate(folder);
-  fs::path dest(folder);
-  if (dest.has_parent_path() && !dest.parent_path().empty()) fs::create_directories(dest.parent_path());
+  make_dirs(parent_dir(folder));
   std::string tmp = folder + ".tmp-" + std::to_string(::getpid());
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp);
+  remove_tree(tmp);
+  make_dirs(tmp);
   try {
     std::vector<std::pair<std::string, at::Tensor>> ts;
     for (auto& [n, t] : s.named_tensors()) ts.emplace_back(n, t.detach().to(at::kCPU).contiguous());
@@ -289,19 +285,19 @@ void save_sae(const std::string& folder, const Sae& s, const at::Tensor& log10_d
     if (log10_density.defined())
       save_safetensors(join_path(tmp, "sparsity.safetensors"), {{"sparsity", log10_density.detach().to(at::kCPU, at::kFloat).contiguous()}});
     write_json_file(join_path(tmp, "cfg.json"), make_cfg(s));
-    if (fs::exists(dest)) {
-      if (fs::is_directory(dest) && !fs::exists(dest / "cfg.json") && !fs::is_empty(dest))
+    if (file_exists(folder)) {
+      if (is_directory(folder) && !file_exists(join_path(folder, "cfg.json")) && !is_empty_dir(folder))
         fail(folder, ": exists and is not an SAE folder; refusing to replace it");
       std::string old = folder + ".old-" + std::to_string(::getpid());
-      fs::remove_all(old, ec);
-      fs::rename(dest, old);
-      fs::rename(tmp, dest);
-      fs::remove_all(old, ec);
+      remove_tree(old);
+      rename_path(folder, old);
+      rename_path(tmp, folder);
+      remove_tree(old);
     } else {
-      fs::rename(tmp, dest);
+      rename_path(tmp, folder);
     }
   } catch (...) {
-    fs::remove_all(tmp, ec);
+    remove_tree(tmp);
     throw;
   }
 }

@@ -25,7 +25,7 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
   const std::string& A = s.architecture;
   QSAE_CHECK(A == "relu" || A == "topk" || A == "batchtopk", "CUDA SAE step supports relu, topk and batchtopk, not ", A);
   QSAE_CHECK(s.W_enc.is_cuda() && s.W_enc.scalar_type() == at::kFloat, "CUDA SAE step needs fp32 CUDA parameters");
-  at::NoGradGuard ng;
+  c10::NoGradGuard ng;
   c10::cuda::CUDAGuard guard(s.W_enc.device());
   const int64_t B = x_in.size(0), D = s.d_in, S = s.d_sae;
   const at::Tensor x = x_in.to(s.W_enc.device(), at::kFloat).contiguous();
@@ -36,20 +36,53 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
   at::Tensor wnorm = o.l1_norm_weighted ? W_dec.norm(2, {1}).contiguous() : at::Tensor();
   const double l1c = o.l1_coef;
   StepResult r;
+  // aux-k (top-k family): the top aux_k pre-activations of dead latents reconstruct the (detached) residual.
+  // Adds its gradient to gpre and its rows to the decoder-gradient operands fd/gd (gW_dec = fd^T gd).
+  const bool aux_on = (A == "topk" || A == "batchtopk") && o.aux_coef > 0 && o.aux_k > 0 && o.dead_mask.defined();
+  auto add_aux = [&](const at::Tensor& pre, const at::Tensor& x_hat, const at::Tensor& f, const at::Tensor& g,
+                     at::Tensor& gpre, at::Tensor& fd, at::Tensor& gd) {
+    fd = f;
+    gd = g;
+    if (!aux_on) return;
+    at::Tensor dead = o.dead_mask.to(x.device(), at::kBool);
+    int64_t nd = dead.sum().item<int64_t>();
+    if (nd == 0) return;
+    int64_t ka = std::min<int64_t>(o.aux_k, nd);
+    auto atk = at::topk(at::where(dead.unsqueeze(0), pre, at::full({}, -INFINITY, pre.options())), ka, 1);
+    at::Tensor av = std::get<0>(atk).relu().contiguous(), ai = std::get<1>(atk).contiguous();
+    at::Tensor a = at::empty({B, D}, x.options());
+    qsae::sae::cuda::launch_topk_decode(av.data_ptr<float>(), ai.data_ptr<int64_t>(), W_dec.data_ptr<float>(),
+                                        nullptr, a.data_ptr<float>(), B, ka, D, st);
+    at::Tensor resid = x - x_hat;
+    double denom = (resid - resid.mean(0, true)).pow(2).sum(1).mean().item<double>();
+    at::Tensor diff = a - resid;
+    double aux = diff.pow(2).sum(1).mean().item<double>() / denom;
+    if (!std::isfinite(aux) || denom <= 0) return;
+    r.aux = aux;
+    at::Tensor ga = diff.mul_(float(o.aux_coef * 2.0 / (double(B) * denom))).contiguous();
+    at::Tensor gav = at::empty({B, ka}, x.options());
+    qsae::sae::cuda::launch_topk_decode_backward(ga.data_ptr<float>(), av.data_ptr<float>(), ai.data_ptr<int64_t>(),
+                                                 W_dec.data_ptr<float>(), gav.data_ptr<float>(), B, ka, D, st);
+    gpre.scatter_add_(1, ai, gav);
+    fd = at::cat({f, at::zeros({B, S}, x.options()).scatter_(1, ai, av)}, 0);
+    gd = at::cat({g, ga}, 0);
+  };
   at::Tensor pre = mm(xin, W_enc, bf16).contiguous();
-  at::Tensor f, gpre, x_hat, g;
+  at::Tensor f, gpre, x_hat, g, fd, gd, pre_b;
   if (A == "relu" || A == "batchtopk") {
     if (A == "relu") {
       qsae::sae::cuda::launch_encoder_epilogue(pre.data_ptr<float>(), b_enc.data_ptr<float>(), B, S, 1, 0.f, st);
     } else {
       qsae::sae::cuda::launch_encoder_epilogue(pre.data_ptr<float>(), b_enc.data_ptr<float>(), B, S, 0, 0.f, st);
+      if (aux_on) pre_b = pre.clone();  // the threshold below works in place
       int64_t kk = std::min<int64_t>(s.k * B, B * S);
       float thr = std::get<0>(at::topk(at::relu(pre).reshape({-1}), kk, 0, true, false)).min().item<float>();
       r.batch_threshold = thr;
       qsae::sae::cuda::launch_encoder_epilogue(pre.data_ptr<float>(), nullptr, B, S, 2, thr, st);
     }
     f = pre;
-    x_hat = at::addmm(b_dec, f, W_dec);
+    // Dense decoder on the tensor cores in bf16 mode (an fp32 GEMM here was over half of the step's time).
+    x_hat = bf16 ? mm(f, W_dec, true).add_(b_dec) : at::addmm(b_dec, f, W_dec);
     g = (x_hat - x).contiguous();
     r.mse = g.pow(2).mean().item<double>();
     g.mul_(2.0 / double(B * D));
@@ -58,7 +91,8 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
     qsae::sae::cuda::launch_encoder_backward_epilogue(gpre.data_ptr<float>(), f.data_ptr<float>(),
                                                       o.l1_norm_weighted ? wnorm.data_ptr<float>() : nullptr,
                                                       float(l1c / B), B, S, st);
-    r.gW_dec = mm(f.t(), g, bf16);
+    add_aux(pre_b, x_hat, f, g, gpre, fd, gd);
+    r.gW_dec = mm(fd.t(), gd, bf16);
     r.fired = (f > 0).sum(0).to(at::kLong);
     r.l0 = (f > 0).sum().item<double>() / B;
   } else {
@@ -81,35 +115,7 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
     if (l1c != 0) gvals.add_(w_at * (vals > 0).to(at::kFloat) * float(l1c / B));
     gpre = at::zeros({B, S}, x.options()).scatter_add_(1, idx, gvals);
     f = at::zeros({B, S}, x.options()).scatter_(1, idx, vals);
-    at::Tensor fd = f, gd = g;
-    // aux-k: top aux_k dead latents reconstruct the (detached) residual
-    if (o.aux_coef > 0 && o.aux_k > 0 && o.dead_mask.defined()) {
-      at::Tensor dead = o.dead_mask.to(x.device(), at::kBool);
-      int64_t nd = dead.sum().item<int64_t>();
-      if (nd > 0) {
-        int64_t ka = std::min<int64_t>(o.aux_k, nd);
-        auto atk = at::topk(at::where(dead.unsqueeze(0), pre, at::full({}, -INFINITY, pre.options())), ka, 1);
-        at::Tensor av = std::get<0>(atk).relu().contiguous(), ai = std::get<1>(atk).contiguous();
-        at::Tensor a = at::empty({B, D}, x.options());
-        qsae::sae::cuda::launch_topk_decode(av.data_ptr<float>(), ai.data_ptr<int64_t>(), W_dec.data_ptr<float>(),
-                                            nullptr, a.data_ptr<float>(), B, ka, D, st);
-        at::Tensor resid = x - x_hat;
-        double denom = (resid - resid.mean(0, true)).pow(2).sum(1).mean().item<double>();
-        at::Tensor diff = a - resid;
-        double aux = diff.pow(2).sum(1).mean().item<double>() / denom;
-        if (std::isfinite(aux) && denom > 0) {
-          r.aux = aux;
-          at::Tensor ga = diff.mul_(float(o.aux_coef * 2.0 / (double(B) * denom))).contiguous();
-          at::Tensor gav = at::empty({B, ka}, x.options());
-          qsae::sae::cuda::launch_topk_decode_backward(ga.data_ptr<float>(), av.data_ptr<float>(),
-                                                       ai.data_ptr<int64_t>(), W_dec.data_ptr<float>(),
-                                                       gav.data_ptr<float>(), B, ka, D, st);
-          gpre.scatter_add_(1, ai, gav);
-          fd = at::cat({f, at::zeros({B, S}, x.options()).scatter_(1, ai, av)}, 0);
-          gd = at::cat({g, ga}, 0);
-        }
-      }
-    }
+    add_aux(pre, x_hat, f, g, gpre, fd, gd);
     r.gW_dec = mm(fd.t(), gd, bf16);
     r.fired = (f > 0).sum(0).to(at::kLong);
     r.l0 = (vals > 0).sum().item<double>() / B;

@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <map>
 #include <sstream>
 
@@ -178,7 +177,7 @@ std::string checkpoint_path(const TrainConfig& cfg) {
 }
 
 TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const ProgressFn& progress) {
-  at::NoGradGuard ng;
+  c10::NoGradGuard ng;
   const std::string arch = canonical_architecture(c.architecture);
   QSAE_CHECK_TYPE(!c.out.empty(), "train: --out is required");
   QSAE_CHECK_RANGE(c.batch_size > 0, "train: --batch-size must be positive (got ", c.batch_size, ")");
@@ -299,8 +298,7 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
                            {"ema_mse", m.ema_mse}, {"ema_l0", m.ema_l0}};
       md[p + "state"] = st.dump();
     }
-    auto dir = std::filesystem::path(ckpt).parent_path();
-    if (!dir.empty()) std::filesystem::create_directories(dir);
+    make_dirs(parent_dir(ckpt));
     save_safetensors(ckpt, ts, md);
   };
 
@@ -330,7 +328,7 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
       }
       StepResult r;
       if (dev.is_cuda()) {
-        r = cuda_forward_backward(m.sae, x, o);
+        r = cuda_forward_backward(m.sae, x, o, c.bf16_matmul);
       } else if (c.fused && arch != "jumprelu") {
         r = fused_forward_backward_cpu(m.sae, x, o);
       } else {
@@ -339,7 +337,7 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
       at::Tensor grads[5] = {r.gW_enc, r.gb_enc, r.gW_dec, r.gb_dec, {}};
       if (arch == "jumprelu") {
         // threshold gradient through the reference path's pseudo-derivatives
-        at::AutoGradMode g(true);
+        c10::AutoGradMode g(true);
         Sae tmp = m.sae;
         tmp.threshold = m.sae.threshold.detach().clone().requires_grad_(true);
         auto fr = tmp.forward(x, c.l1_norm_weighted);
@@ -476,14 +474,13 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
     for (auto& s : res.saes) g.push_back({{"name", s.name}, {"folder", s.name}, {"d_sae", s.d_sae}, {"l1", s.l1_coef}});
     write_file_atomic(join_path(c.out, "grid.json"), g.dump(2) + "\n");
   }
-  std::error_code ec;
-  std::filesystem::remove(ckpt, ec);
+  remove_file(ckpt);
   return res;
 }
 
 EvalResult evaluate_sae(const Sae& sae_in, const std::string& acts, const std::string& hook, int64_t layer,
                         int64_t batch_size, const CancelToken* cancel, const ProgressFn& progress) {
-  at::NoGradGuard ng;
+  c10::NoGradGuard ng;
   auto src = ActivationSource::open(acts, hook, layer);
   if (src->d() != sae_in.d_in)
     fail_range(acts, ": activations have d=", src->d(), " but the SAE expects d_in=", sae_in.d_in);

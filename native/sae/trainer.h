@@ -44,6 +44,7 @@ struct TrainConfig {
   int64_t buffer_rows = 0;      // shuffle buffer rows; 0: whole set up to 256 MiB of fp32
   bool fused = true;            // fused kernels; false: the plain autograd reference path
   std::string device = "cpu";
+  bool bf16_matmul = true;      // CUDA: GEMMs on bf16 tensor cores (fp32 master weights and Adam); false: fp32
   std::string out;              // one SAE: the SAE folder; a grid: one sub-folder per SAE
   bool resume = false;          // continue from <out>.checkpoint.safetensors when present
   int64_t checkpoint_every = 0; // steps between checkpoints (0: every 60 s)

@@ -3,7 +3,6 @@
 #include "testing.h"
 #include <unistd.h>
 
-#include <filesystem>
 
 #include "common/error.h"
 #include "io/fs.h"
@@ -14,15 +13,9 @@
 
 using namespace qsae;
 using namespace qsae::sae;
-namespace fs = std::filesystem;
 
 namespace {
-std::string tmpdir(const std::string& name) {
-  auto p = "/tmp/qsae-sae-train-" + std::to_string(::getpid()) + "-" + name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+std::string tmpdir(const std::string& name) { return qsae::testing::temp_dir("sae-train", name, true); }
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
@@ -82,8 +75,17 @@ TEST_CASE("relu and topk SAEs recover a known sparse dictionary (mean best cosin
     double cos = mean_best_cos(s.W_dec, F);
     MESSAGE(arch << ": mean best cosine " << cos << ", l0 " << r.saes[0].l0 << ", mse " << r.saes[0].mse);
     CHECK(cos >= 0.9);
+    if (at::hasCUDA()) {
+      // The same run on the GPU (bf16 tensor-core GEMMs, fp32 master weights) learns the dictionary too.
+      c.device = "cuda";
+      c.out = join_path(dir, arch + "-cuda");
+      auto rc = train_saes(c);
+      double cc = mean_best_cos(load_sae(c.out).W_dec, F);
+      MESSAGE(arch << " on CUDA: mean best cosine " << cc << ", l0 " << rc.saes[0].l0 << ", mse " << rc.saes[0].mse);
+      CHECK(cc >= 0.9);
+    }
   }
-  fs::remove_all(dir);
+  remove_tree(dir);
 }
 
 TEST_CASE("a grid trains in one pass; folders, cfg metadata, sparsity and normalization folding") {
@@ -125,7 +127,7 @@ TEST_CASE("a grid trains in one pass; folders, cfg metadata, sparsity and normal
     CHECK(e.l0 == doctest::Approx((s.encode(X) > 0).sum(1).to(at::kDouble).mean().item<double>()).epsilon(1e-6));
     CHECK(e.dead_fraction == doctest::Approx(((s.encode(X) > 0).sum(0) == 0).to(at::kDouble).mean().item<double>()));
   }
-  fs::remove_all(dir);
+  remove_tree(dir);
 }
 
 TEST_CASE("training is deterministic, and a stopped or cancelled run resumes to the same weights") {
@@ -156,7 +158,7 @@ TEST_CASE("training is deterministic, and a stopped or cancelled run resumes to 
     auto r3 = train_saes(c3);
     CHECK(r3.stopped);
     CHECK(file_exists(checkpoint_path(c3)));
-    CHECK(!fs::exists(c3.out + "/x1"));
+    CHECK(!file_exists(c3.out + "/x1"));
     c3.stop_after = 0;
     c3.resume = true;
     auto r4 = train_saes(c3);
@@ -191,7 +193,7 @@ TEST_CASE("training is deterministic, and a stopped or cancelled run resumes to 
   c.resume = true;
   c.lr = 2e-3;
   CHECK(error_of([&] { train_saes(c); }).find("different settings") != std::string::npos);
-  fs::remove_all(dir);
+  remove_tree(dir);
 }
 
 TEST_CASE("batchtopk and jumprelu train and save loadable SAEs") {
@@ -214,7 +216,7 @@ TEST_CASE("batchtopk and jumprelu train and save loadable SAEs") {
     CHECK(e.explained_variance > 0.0);
     CHECK(std::isfinite(e.mse));
   }
-  fs::remove_all(dir);
+  remove_tree(dir);
 }
 
 TEST_CASE("bad input: NaN rows, d_in mismatch, empty store, conflicting options; no partial folder") {
@@ -229,7 +231,7 @@ TEST_CASE("bad input: NaN rows, d_in mismatch, empty store, conflicting options;
   CHECK(e.find("acts.safetensors") != std::string::npos);
   CHECK(e.find("row 437") != std::string::npos);
   CHECK(e.find("Inf") != std::string::npos);
-  CHECK(!fs::exists(c.out));
+  CHECK(!file_exists(c.out));
   // eval with a d_in mismatch
   auto s = init_sae("relu", 12, 6, 0, at::make_generator<at::CPUGeneratorImpl>(1));
   e = error_of([&] { evaluate_sae(s, acts); });
@@ -237,7 +239,7 @@ TEST_CASE("bad input: NaN rows, d_in mismatch, empty store, conflicting options;
   // empty
   save_safetensors(acts, {{"acts", at::empty({0, 8})}});
   CHECK(error_of([&] { train_saes(c); }).find("empty") != std::string::npos);
-  CHECK(!fs::exists(c.out));
+  CHECK(!file_exists(c.out));
   save_safetensors(acts, {{"acts", at::randn({100, 8})}});
   c.epochs = 1;
   CHECK(error_of([&] { train_saes(c); }).find("exactly one of --epochs or --tokens") != std::string::npos);
@@ -247,7 +249,7 @@ TEST_CASE("bad input: NaN rows, d_in mismatch, empty store, conflicting options;
   c.architecture = "topk";
   c.k = 100;
   CHECK(error_of([&] { train_saes(c); }).find("--k") != std::string::npos);
-  CHECK(!fs::exists(c.out));
-  fs::remove_all(dir);
+  CHECK(!file_exists(c.out));
+  remove_tree(dir);
 }
 
