@@ -2,6 +2,7 @@
 // torch's current stream. 4-bit: fused GEMV kernel for M <= 16, dequantize + torch matmul otherwise. int8: row
 // quantization and int8 x int8 -> int32 kernels, outlier columns through torch matmul in the compute dtype.
 #include <c10/cuda/CUDAGuard.h>
+#include <torch/version.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include "common/error.h"
@@ -83,9 +84,24 @@ at::Tensor linear_int8_cuda(const at::Tensor& x, const Int8Weight& w, const at::
   at::Tensor rs = at::empty({M}, x2.options());
   launch_quant_rows_int8(x2.data_ptr<float>(), flags.data_ptr<uint8_t>(), xq.data_ptr<int8_t>(), rs.data_ptr<float>(), M,
                          K, thr, stream);
-  at::Tensor y = at::empty({M, N}, x2.options());
-  launch_gemm_int8(xq.data_ptr<int8_t>(), CB.data_ptr<int8_t>(), rs.data_ptr<float>(), SCB.data_ptr<float>(),
-                   y.data_ptr<float>(), M, N, K, stream);
+  at::Tensor y;
+#if TORCH_VERSION_MAJOR >= 2
+  // Many rows (prefill, extraction): cuBLASLt's int8 x int8 -> int32 GEMM, exact like the kernel below, then
+  // the same fp32 scaling: acc * (row_scale * SCB) / 127^2. Its shape rules: M > 16, K and N multiples of 8.
+  if (M > 16 && K % 8 == 0 && N % 8 == 0 && K >= 16) {
+    try {
+      y = at::_int_mm(xq, CB.t()).to(at::kFloat).mul_(at::outer(rs, SCB)).div_(16129.0f);
+    } catch (const c10::Error&) {
+      y = at::Tensor();  // a cuBLASLt without this shape: the kernel below
+    }
+  }
+#endif
+  if (!y.defined()) {
+    // Few rows (decoding): one warp per output feature, dp4a.
+    y = at::empty({M, N}, x2.options());
+    launch_gemm_int8(xq.data_ptr<int8_t>(), CB.data_ptr<int8_t>(), rs.data_ptr<float>(), SCB.data_ptr<float>(),
+                     y.data_ptr<float>(), M, N, K, stream);
+  }
   y = y.to(compute);
   if (bias.defined()) y.add_(bias.to(compute));  // before the outlier part, as on CPU (int8_mixed_scaled_mm)
   if (threshold > 0) {
