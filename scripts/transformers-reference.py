@@ -91,7 +91,10 @@ def main():
             model_type = cfg.pop("model_type")
             config = cls(**cfg)
             assert config.model_type == model_type
-            model = transformers.AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+            try:  # transformers >= 4.56 names it dtype; older versions torch_dtype
+                model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            except TypeError:
+                model = transformers.AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
             # Non-trivial norms and biases, so that every parameter matters.
             with torch.no_grad():
                 for n, p in model.named_parameters():
@@ -111,7 +114,13 @@ def main():
             mask[1, :3] = 0
             t = run(model, ids, mask)
             save_file({k: v.cpu() for k, v in t.items()}, os.path.join(args.out, "reference", f"{name}.padded.safetensors"), meta)
-            print(f"{name}: ok ({cls_name})")
+            from safetensors import safe_open
+            names = []
+            for fn in sorted(os.listdir(mdir)):
+                if fn.endswith(".safetensors"):
+                    with safe_open(os.path.join(mdir, fn), "pt") as sf:
+                        names += [f"{k}{list(sf.get_slice(k).get_shape())}" for k in sf.keys() if ".layers.0." in k or ".h.0." in k]
+            print(f"{name}: ok ({cls_name}); layer-0 tensors: {' '.join(sorted(names))}")
         except Exception as e:  # keep going: one architecture missing from this transformers is not fatal
             failures += 1
             print(f"{name}: FAILED: {type(e).__name__}: {e}", file=sys.stderr)

@@ -64,11 +64,23 @@ std::string architecture_from_type(const std::string& t) {
   return "";
 }
 
+// transformers v5 saves RoPE settings as `rope_parameters` (rope_type, rope_theta and the scaling fields in
+// one object); earlier versions as top-level `rope_theta` plus `rope_scaling`. Both are read.
+const char* rope_field(const Reader& r) { return r.has("rope_parameters") ? "rope_parameters" : "rope_scaling"; }
+
+double parse_rope_theta(const Reader& r) {
+  double theta = r.num_opt("rope_theta", 10000.0);
+  if (r.has("rope_parameters") && r.j["rope_parameters"].is_object())
+    theta = Reader{r.j["rope_parameters"], r.path}.num_opt("rope_theta", theta);
+  return theta;
+}
+
 RopeScaling parse_rope_scaling(const Reader& r) {
   RopeScaling s;
-  if (!r.has("rope_scaling")) return s;
-  const json& rs = r.j["rope_scaling"];
-  if (!rs.is_object()) fail(r.path, ": field 'rope_scaling' must be an object");
+  const char* field = rope_field(r);
+  if (!r.has(field) || r.j[field].is_null()) return s;
+  const json& rs = r.j[field];
+  if (!rs.is_object()) fail(r.path, ": field '", field, "' must be an object");
   Reader q{rs, r.path};
   s.type = q.str_opt("rope_type", q.str_opt("type", "default"));
   if (s.type == "default") {
@@ -93,7 +105,7 @@ RopeScaling parse_rope_scaling(const Reader& r) {
     s.truncate = q.bool_opt("truncate", true);
     return s;
   }
-  fail(r.path, ": rope_scaling type '", s.type, "' is not supported (supported: linear, llama3, yarn)");
+  fail(r.path, ": ", field, " type '", s.type, "' is not supported (supported: linear, llama3, yarn)");
 }
 
 }  // namespace
@@ -169,7 +181,7 @@ ModelConfig parse_config(const json& j, const std::string& path) {
     c.head_dim = r.has("head_dim") ? r.int_req("head_dim") : 0;
     c.intermediate_size = r.int_req("intermediate_size");
     c.max_positions = r.int_opt("max_position_embeddings", 2048);
-    c.rope_theta = r.num_opt("rope_theta", 10000.0);
+    c.rope_theta = parse_rope_theta(r);
     c.rope_scaling = parse_rope_scaling(r);
     c.tie_embeddings = r.bool_opt("tie_word_embeddings", false);
     if (t == "starcoder2") {
@@ -217,7 +229,14 @@ ModelConfig parse_config(const json& j, const std::string& path) {
   // Sliding windows per layer (transformers' rules per architecture).
   c.sliding_window.assign(c.num_layers, 0);
   int64_t w = r.has("sliding_window") ? r.int_opt("sliding_window", 0) : 0;
-  if (w > 0) {
+  if (w > 0 && r.has("layer_types") && j["layer_types"].is_array() && t != "mistral" && t != "starcoder2") {
+    // transformers v5 writes the per-layer attention kind out ("sliding_attention" | "full_attention").
+    const json& lt = j["layer_types"];
+    if ((int64_t)lt.size() != c.num_layers)
+      fail(path, ": field 'layer_types' has ", lt.size(), " entries for ", c.num_layers, " layers");
+    for (int64_t i = 0; i < c.num_layers; ++i)
+      if (lt[i].is_string() && lt[i].get<std::string>() == "sliding_attention") c.sliding_window[i] = w;
+  } else if (w > 0) {
     if (t == "mistral" || t == "starcoder2") {
       for (auto& x : c.sliding_window) x = w;
     } else if (t == "qwen2" || t == "qwen3" || t == "qwen3_moe") {
@@ -228,7 +247,8 @@ ModelConfig parse_config(const json& j, const std::string& path) {
     }
   }
   if (t == "qwen3_moe") {
-    c.num_experts = r.int_req("num_experts");
+    // transformers v5 names it num_local_experts.
+    c.num_experts = r.has("num_experts") || !r.has("num_local_experts") ? r.int_req("num_experts") : r.int_req("num_local_experts");
     c.experts_per_tok = r.int_req("num_experts_per_tok");
     c.moe_intermediate_size = r.int_req("moe_intermediate_size");
     c.decoder_sparse_step = r.int_opt("decoder_sparse_step", 1);
