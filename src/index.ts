@@ -27,11 +27,13 @@ export { writeReport, loadReportData, renderReport, summaryTable } from "./repor
 export type { ReportData, WriteReportResult } from "./report/index.js";
 export { Sae, trainSae, evalSae, parseTrainProgress } from "./sae/index.js";
 export type { SaeArchitecture, SaeInfo, TrainSaeOptions, TrainSaeResult, TrainedSae, TrainProgress, SaeEval, EvalSaeOptions } from "./sae/index.js";
+export { spliceEvalSae } from "./sae/splice.js";
+export type { SpliceEval, SpliceEvalOptions } from "./sae/splice.js";
 export { align, linearAssignment, TRANSFER_METRICS, transfer, transferWithDetails } from "./analysis/index.js";
 export type { AlignOptions, AlignResult, LapResult, TransferDetails, TransferMetric, TransferOptions, TransferResult } from "./analysis/index.js";
 export { defaultModelDir, demoConfig, findDemoData } from "./pipeline/demo.js";
 export { Model, KvCache, planModel, modelHashes } from "./model/model.js";
-export type { Precision, ComputeDtype, HookName, LoadModelOptions, ModelInfo, ForwardOptions, ForwardResult, ModelPlan } from "./model/model.js";
+export type { Precision, ComputeDtype, HookName, LoadModelOptions, ModelInfo, QuantSettings, ForwardOptions, ForwardResult, ModelPlan } from "./model/model.js";
 export { compareResults, loadResult, runGsm8k, runHumanEval, runMmlu, mcnemarExact, passAtK, wilsonInterval, PythonExecutor } from "./bench/index.js";
 export { extractGsm8kAnswer, loadGsm8k, loadHumanEval, loadMmluCsv, MMLU_GROUPS, truncateAtStop } from "./bench/index.js";
 export type { BenchItem, BenchResult, BenchTask, CompareResult, CompletionFn, ChoiceScorer, HumanEvalOptions, Gsm8kOptions, MmluOptions } from "./bench/index.js";

@@ -1,49 +1,120 @@
-// qsae eval-sae SAE --acts PATH: reconstruction metrics of an SAE on activations.
+// qsae eval-sae SAE [--acts PATH] [--model DIR --prompts FILE]: reconstruction metrics of an SAE on
+// activations, and with a model the loss recovered when its reconstruction is spliced into the forward pass.
 import type { CommandModule } from "yargs";
 
-import { evalSae } from "../../src/sae/index.js";
+import { InputError } from "../../src/errors.js";
+import { Model, type ComputeDtype, type Precision, PRECISIONS } from "../../src/model/model.js";
+import { readPromptItems } from "../../src/model/prompts.js";
+import { Tokenizer } from "../../src/model/tokenizer.js";
+import { evalSae, Sae, type SaeEval } from "../../src/sae/index.js";
+import { spliceEvalSae, type SpliceEval } from "../../src/sae/splice.js";
 import { formatTable, printJson } from "../output.js";
 
 interface Args {
   sae: string;
-  acts: string;
+  acts?: string;
   hook?: string;
   layer?: number;
   "batch-size"?: number;
+  model?: string;
+  prompts?: string;
+  precision?: string;
+  "compute-dtype"?: string;
+  device?: string;
+  limit?: number;
+  "max-length"?: number;
   json?: boolean;
 }
 
 export const evalSaeCommand: CommandModule<object, Args> = {
   command: "eval-sae <sae>",
-  describe: "Evaluate an SAE folder (qsae or SAELens) on activations: mse, explained variance, L0, L1, dead fraction",
+  describe:
+    "Evaluate an SAE folder (qsae or SAELens): on activations mse, explained variance, L0, L1, dead fraction; with a model, loss recovered (ce_score) and KL when spliced in",
   builder: (y) =>
     y
       .positional("sae", { type: "string", demandOption: true, description: "SAE folder" })
-      .option("acts", { type: "string", demandOption: true, description: "Activation store folder or .safetensors with acts [N, D]" })
-      .option("hook", { type: "string", description: "Hook of the store (when it holds several)" })
-      .option("layer", { type: "number", description: "Layer of the store (when it holds several)" })
-      .option("batch-size", { type: "number", description: "Tokens per batch [4096]" })
-      .option("json", { type: "boolean", description: "Print {mse, explained_variance, l0, l1, dead_fraction, ...}" })
+      .option("acts", { type: "string", description: "Activation store folder or .safetensors with acts [N, D]" })
+      .option("hook", { type: "string", description: "Hook (default: the store's only one, or the SAE's metadata)" })
+      .option("layer", { type: "number", description: "Layer (default: the store's only one, or the SAE's metadata)" })
+      .option("batch-size", { type: "number", description: "Tokens per batch on activations [4096]; prompts per forward with --model [8]" })
+      .option("model", { type: "string", description: "Model folder: splice the SAE into its forward pass (needs --prompts)" })
+      .option("prompts", { type: "string", description: "Prompts (.txt one per line, .jsonl prompt/text/input_ids) for --model" })
+      .option("precision", { type: "string", choices: [...PRECISIONS], description: "--model precision (default: the checkpoint's dtype)" })
+      .option("compute-dtype", { type: "string", choices: ["fp32", "bf16", "fp16"], description: "For int8/nf4/fp4" })
+      .option("device", { type: "string", default: "cpu", description: "cpu | cuda | cuda:N" })
+      .option("limit", { type: "number", description: "Use the first N prompts" })
+      .option("max-length", { type: "number", description: "Tokens kept per prompt [256]" })
+      .option("json", {
+        type: "boolean",
+        description: "Print JSON: {mse, explained_variance, l0, l1, dead_fraction, ...} and with --model {ce_orig, ce_sae, ce_zero, ce_score, kl_sae, kl_zero}",
+      })
+      .check((a) => {
+        if (!a.acts && !a.model) throw new Error("give --acts (reconstruction metrics), --model with --prompts (loss recovered), or both");
+        if (a.model && !a.prompts) throw new Error("--model needs --prompts");
+        return true;
+      })
       .strict(),
   handler: async (args) => {
     const ac = new AbortController();
     const onSigint = () => ac.abort();
     process.once("SIGINT", onSigint);
     try {
-      const r = await evalSae(args.sae, args.acts, { hook: args.hook, layer: args.layer, batchSize: args["batch-size"], signal: ac.signal });
+      let rec: SaeEval | undefined;
+      let spl: SpliceEval | undefined;
+      if (args.acts) {
+        rec = await evalSae(args.sae, args.acts, { hook: args.hook, layer: args.layer, batchSize: args["batch-size"], signal: ac.signal });
+      }
+      if (args.model && args.prompts) {
+        let items = await readPromptItems(args.prompts);
+        if (args.limit !== undefined) {
+          if (!Number.isInteger(args.limit) || args.limit < 1) throw new InputError(`--limit: expected an integer >= 1, got ${args.limit}`);
+          items = items.slice(0, args.limit) as string[] | number[][];
+        }
+        const tok = typeof items[0] === "string" ? await Tokenizer.fromModelDir(args.model) : null;
+        const ids = tok ? (items as string[]).map((p) => tok.encode(p)) : (items as number[][]);
+        const sae = await Sae.load(args.sae);
+        const model = await Model.load(args.model, {
+          precision: args.precision as Precision | undefined,
+          computeDtype: args["compute-dtype"] as ComputeDtype | undefined,
+          device: args.device,
+        });
+        try {
+          spl = await spliceEvalSae(model, sae, ids, {
+            hook: args.hook,
+            layer: args.layer,
+            batchSize: args["batch-size"],
+            maxLength: args["max-length"],
+            signal: ac.signal,
+          });
+        } finally {
+          model.dispose();
+          sae.dispose();
+        }
+      }
       if (args.json) {
-        printJson(r);
+        printJson({ ...(rec ?? {}), ...(spl ?? {}) });
         return;
       }
-      const rows: (string | number)[][] = [
-        ["mse", r.mse.toPrecision(5)],
-        ["explained_variance", r.explained_variance.toFixed(4)],
-        ["l0", r.l0.toFixed(2)],
-        ["l1", r.l1.toPrecision(5)],
-        ["dead_fraction", r.dead_fraction.toFixed(4)],
-        ["tokens", String(r.n_tokens)],
-        ["d_in / d_sae", `${r.d_in} / ${r.d_sae}`],
-      ];
+      const rows: (string | number)[][] = [];
+      if (rec) {
+        rows.push(
+          ["mse", rec.mse.toPrecision(5)],
+          ["explained_variance", rec.explained_variance.toFixed(4)],
+          ["l0", rec.l0.toFixed(2)],
+          ["l1", rec.l1.toPrecision(5)],
+          ["dead_fraction", rec.dead_fraction.toFixed(4)],
+          ["tokens", String(rec.n_tokens)],
+          ["d_in / d_sae", `${rec.d_in} / ${rec.d_sae}`],
+        );
+      }
+      if (spl) {
+        rows.push(
+          [`ce_score (loss recovered, ${spl.hook}.${spl.layer})`, spl.ce_score.toFixed(4)],
+          ["ce_orig / ce_sae / ce_zero (nats)", `${spl.ce_orig.toFixed(4)} / ${spl.ce_sae.toFixed(4)} / ${spl.ce_zero.toFixed(4)}`],
+          ["kl_sae / kl_zero (nats)", `${spl.kl_sae.toPrecision(4)} / ${spl.kl_zero.toPrecision(4)}`],
+          ["scored tokens", String(spl.tokens)],
+        );
+      }
       process.stdout.write(`${formatTable(["metric", "value"], rows)}\n`);
     } finally {
       process.off("SIGINT", onSigint);

@@ -76,7 +76,6 @@ export const extractCommand: CommandModule<object, Args> = {
     }
     const text = typeof prompts[0] === "string";
     const tok = text ? await Tokenizer.fromModelDir(args.tokenizer ?? args.model) : null;
-    const quantized = args.precision === "int8" || args.precision === "nf4" || args.precision === "fp4";
     const model = await loadModelFromArgs(args);
     const bar = progress(`extract ${model.info.precision}`);
     try {
@@ -93,10 +92,6 @@ export const extractCommand: CommandModule<object, Args> = {
         skipBos: args["skip-bos"],
         addSpecialTokens: args["special-tokens"],
         overwrite: args.overwrite,
-        // The manifest records the quantization settings the model was loaded with.
-        quantization: quantized
-          ? { blocksize: args.blocksize ?? 64, double_quant: args["double-quant"] ?? false, int8_threshold: args["int8-threshold"] ?? 6.0 }
-          : null,
         onProgress: bar.update,
       });
       bar.stop();

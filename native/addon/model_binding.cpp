@@ -4,6 +4,7 @@
 #include "addon/napi_util.h"
 #include "common/tensor_util.h"
 #include "model/model.h"
+#include "sae/splice.h"
 
 namespace qsae::addon {
 
@@ -125,6 +126,11 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
     addon_data(env).ctors["ModelHandle"] = Napi::Persistent(ctor);
   }
   explicit ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelHandle>(info) {}
+  static std::shared_ptr<Model> model_of(const Napi::Value& v, const char* what) {
+    auto& ctor = addon_data(v.Env()).ctors["ModelHandle"];
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) fail_type(what, ": expected a model handle");
+    return Unwrap(v.As<Napi::Object>())->model();
+  }
   static Napi::Object New(Napi::Env env, std::shared_ptr<Model> m) {
     Napi::Object obj = addon_data(env).ctors["ModelHandle"].New({});
     auto* h = Unwrap(obj);
@@ -151,6 +157,18 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
       auto w = Napi::Array::New(env, m->config().num_layers);
       for (int64_t l = 0; l < m->config().num_layers; ++l) w.Set(uint32_t(l), double(m->config().sliding_window[l]));
       o.Set("slidingWindow", w);
+      const model::QuantSettings q = m->quantization();
+      if (q.type.empty()) {
+        o.Set("quantization", env.Null());
+      } else {
+        auto qo = Napi::Object::New(env);
+        qo.Set("type", q.type);
+        if (q.blocksize) qo.Set("blocksize", double(q.blocksize));
+        if (q.type != "int8") qo.Set("doubleQuant", q.double_quant);
+        if (q.type == "int8") qo.Set("int8Threshold", q.int8_threshold);
+        qo.Set("prequantized", q.prequantized);
+        o.Set("quantization", qo);
+      }
       return o;
     } catch (...) {
       throw make_js_error(env, catch_current());
@@ -264,6 +282,38 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
 void init_model(Napi::Env env, Napi::Object exports) {
   ModelHandle::Init(env, exports);
   KvCacheHandle::Init(env, exports);
+
+  // spliceEval(model, sae, inputIds, attentionMask | null, {hook, layer}): Promise<{nllOrig, nllSae, nllZero,
+  // klSae, klZero, tokens}> — sums over the batch's predicted positions (see native/sae/splice.h).
+  export_function(env, exports, "spliceEval", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    auto m = ModelHandle::model_of(info[0], "model");
+    auto s = sae_from_js(info[1]);
+    at::Tensor ids = tensor_arg(info[2], "inputIds");
+    std::vector<Napi::Object> keep{info[0].As<Napi::Object>(), info[1].As<Napi::Object>(), info[2].As<Napi::Object>()};
+    at::Tensor mask;
+    if (info.Length() > 3 && info[3].IsObject()) {
+      mask = tensor_arg(info[3], "attentionMask");
+      keep.push_back(info[3].As<Napi::Object>());
+    }
+    Napi::Object o = info.Length() > 4 && info[4].IsObject() ? info[4].As<Napi::Object>() : Napi::Object::New(info.Env());
+    std::string hook = opt_string(o, "hook").value_or("resid_post");
+    auto layer = opt_number(o, "layer");
+    if (!layer) fail_type("layer: expected the layer the SAE reads");
+    int64_t l = int64_t(*layer);
+    return run_async<sae::SpliceSums>(
+        info.Env(), [m, s, ids, mask, hook, l] { return sae::splice_eval(*m, *s, hook, l, ids, mask); },
+        [](Napi::Env env, sae::SpliceSums& r) -> Napi::Value {
+          auto out = Napi::Object::New(env);
+          out.Set("nllOrig", r.nll_orig);
+          out.Set("nllSae", r.nll_sae);
+          out.Set("nllZero", r.nll_zero);
+          out.Set("klSae", r.kl_sae);
+          out.Set("klZero", r.kl_zero);
+          out.Set("tokens", double(r.tokens));
+          return out;
+        },
+        keep);
+  });
 
   // loadModel(path, {precision, computeDtype, device, blocksize, doubleQuant, int8Threshold, cancel, onProgress})
   export_function(env, exports, "loadModel", [](const Napi::CallbackInfo& info) -> Napi::Value {

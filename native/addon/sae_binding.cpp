@@ -156,6 +156,8 @@ Napi::Object eval_to_js(Napi::Env env, const sae::EvalResult& r) {
 
 }  // namespace
 
+std::shared_ptr<sae::Sae> sae_from_js(const Napi::Value& v) { return SaeHandle::from(v)->sae(); }
+
 void init_sae(Napi::Env env, Napi::Object exports) {
   SaeHandle::Init(env, exports);
 

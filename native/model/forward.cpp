@@ -196,6 +196,13 @@ ForwardResult Model::forward(const at::Tensor& input_ids, const ForwardOptions& 
   for (auto l : o.hook_layers)
     QSAE_CHECK_RANGE(l >= 0 && l < cfg_.num_layers, "capture: layer ", l, " out of range (the model has ",
                      cfg_.num_layers, " layers)");
+  for (auto& e : o.edits) {
+    QSAE_CHECK_TYPE(e.hook == "resid_pre" || e.hook == "resid_post" || e.hook == "attn_out" || e.hook == "mlp_out",
+                    "edit: unknown hook '", e.hook, "' (resid_pre, resid_post, attn_out, mlp_out)");
+    QSAE_CHECK_RANGE(e.layer >= 0 && e.layer < cfg_.num_layers, "edit: layer ", e.layer,
+                     " out of range (the model has ", cfg_.num_layers, " layers)");
+    QSAE_CHECK_TYPE(bool(e.fn), "edit: no function given for ", e.hook, ".", e.layer);
+  }
   KvCache* cache = o.cache;
   const int64_t past = cache ? cache->length : 0;
   const int64_t S = past + T;
@@ -287,8 +294,16 @@ ForwardResult Model::forward(const at::Tensor& input_ids, const ForwardOptions& 
     for (auto l : o.hook_layers) last_layer = std::max(last_layer, l);
   }
   const at::ScalarType op = op_dtype(act_, device_);
-  auto capture = [&](const char* hook, int64_t l, const at::Tensor& t) {
+  // Capture (before any edit), then apply the edits registered for this hook point.
+  auto capture = [&](const char* hook, int64_t l, at::Tensor& t) {
     if (wants(o, hook, l)) r.captures.emplace_back(std::string(hook) + "." + std::to_string(l), to_dtype(t, at::kFloat));
+    for (const auto& e : o.edits) {
+      if (e.layer != l || e.hook != hook) continue;
+      at::Tensor v = e.fn(t);
+      QSAE_CHECK_RANGE(v.sizes() == t.sizes(), "edit ", hook, ".", l, ": returned shape ", shape_str(v.sizes()),
+                       " instead of ", shape_str(t.sizes()));
+      t = to_dtype(v.to(t.device()), t.scalar_type());
+    }
   };
   for (int64_t l = 0; l <= last_layer; ++l) {
     const Block& b = blocks_[l];

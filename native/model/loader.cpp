@@ -343,6 +343,7 @@ struct Loader {
     m->precision_ = r.precision;
     m->act_ = r.act;
     m->device_ = r.device;
+    m->prequantized_ = r.pre.on;
     // Validate every name and shape before reading anything (one clear error, nothing half-loaded).
     for (const auto& s : specs) {
       if (s.role == Spec::LmHead && s.tied) continue;
@@ -517,6 +518,27 @@ std::vector<ModuleInfo> Model::modules() const {
   else
     tensor_info("lm_head", lm_head_);
   return out;
+}
+
+QuantSettings Model::quantization() const {
+  QuantSettings q;
+  if (!is_quantized(precision_)) return q;
+  q.type = precision_name(precision_);
+  q.prequantized = prequantized_;
+  // Every quantized projection shares the settings: read them off the first one.
+  for (const Block& b : blocks_)
+    for (const Linear* l : {&b.q, &b.qkv, &b.mlp.gate, &b.mlp.fc, b.experts.empty() ? &b.q : &b.experts[0].gate}) {
+      if (l->kind == Linear::Kind::Q4) {
+        q.blocksize = l->q4.blocksize;
+        q.double_quant = l->q4.double_quant;
+        return q;
+      }
+      if (l->kind == Linear::Kind::Int8) {
+        q.int8_threshold = l->int8_threshold;
+        return q;
+      }
+    }
+  return q;
 }
 
 int64_t Model::bytes() const {

@@ -8,6 +8,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -69,6 +70,15 @@ struct ForwardOptions {
   bool hidden = false;                   // hidden.{i}: residual after block i, fp32
   bool last_only = false;                // logits for the last position only
   bool logits = true;                    // false: stop after the last needed block (capture only)
+  // Edits at hook points (SAE splicing, ablations): the value at (hook, layer), [B, T, D] in the activation
+  // dtype, is replaced by fn(value) and the forward goes on from there. Captures record the value before the
+  // edit; hidden.{i} after it.
+  struct Edit {
+    std::string hook;  // resid_pre | resid_post | attn_out | mlp_out
+    int64_t layer = 0;
+    std::function<at::Tensor(const at::Tensor&)> fn;
+  };
+  std::vector<Edit> edits;
 };
 
 struct ForwardResult {
@@ -97,6 +107,16 @@ struct Block {
   int64_t window = 0;
 };
 
+// The quantization in effect: from the load options, or from the checkpoint when it was pre-quantized
+// (bitsandbytes quantization_config and per-tensor quant state).
+struct QuantSettings {
+  std::string type;           // "nf4" | "fp4" | "int8"; "" for a dense model
+  int64_t blocksize = 0;      // 4-bit only
+  bool double_quant = false;  // 4-bit only
+  double int8_threshold = 0;  // int8 only: outlier threshold of LLM.int8
+  bool prequantized = false;  // read already quantized from the checkpoint
+};
+
 class Model {
  public:
   static std::shared_ptr<Model> load(const std::string& dir, const LoadOptions& opts,
@@ -114,6 +134,7 @@ class Model {
   std::vector<ModuleInfo> modules() const;
   int64_t bytes() const;
   const LoadOptions& options() const { return opts_; }
+  QuantSettings quantization() const;
   const std::vector<Block>& blocks() const { return blocks_; }
   // Dense llama/qwen-family weights under their checkpoint names (defined in native/train/lm_init.cpp).
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
@@ -133,6 +154,7 @@ class Model {
   Precision precision_ = Precision::FP32;
   at::ScalarType act_ = at::kFloat;
   at::Device device_{at::kCPU};
+  bool prequantized_ = false;
   at::Tensor embed_, wpe_, lm_head_;
   bool tied_ = false;
   Norm final_norm_;

@@ -28,7 +28,13 @@ const manifestSchema = z.object({
   precision: z.string(),
   compute_dtype: z.string(),
   quantization: z
-    .object({ blocksize: z.number().nullable().optional(), double_quant: z.boolean().nullable().optional(), int8_threshold: z.number().nullable().optional() })
+    .object({
+      type: z.enum(["nf4", "fp4", "int8"]).optional(),
+      blocksize: z.number().nullable().optional(),
+      double_quant: z.boolean().nullable().optional(),
+      int8_threshold: z.number().nullable().optional(),
+      prequantized: z.boolean().optional(),
+    })
     .nullable(),
   hooks: z.array(z.string()),
   layers: z.array(z.number().int().nonnegative()),

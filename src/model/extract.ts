@@ -28,7 +28,13 @@ export interface ExtractModel extends LanguageModel {
     readonly computeDtype: string;
     readonly configHash: string;
     readonly weightsHash: string;
-    readonly quantization?: { blocksize?: number; doubleQuant?: boolean; int8Threshold?: number } | null;
+    readonly quantization?: {
+      type?: "nf4" | "fp4" | "int8";
+      blocksize?: number;
+      doubleQuant?: boolean;
+      int8Threshold?: number;
+      prequantized?: boolean;
+    } | null;
   };
 }
 
@@ -162,9 +168,11 @@ function quantizationOf(info: ExtractModel["info"]): ActivationManifest["quantiz
   const q = info.quantization;
   if (!q) return null;
   return {
+    ...(q.type ? { type: q.type } : {}),
     blocksize: q.blocksize ?? null,
     double_quant: q.doubleQuant ?? null,
     int8_threshold: q.int8Threshold ?? null,
+    ...(q.prequantized !== undefined ? { prequantized: q.prequantized } : {}),
   };
 }
 

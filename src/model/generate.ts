@@ -192,7 +192,7 @@ async function run(model: LanguageModel, tok: Tokenizer | null, prompts: number[
 }
 
 /** Left-padded int64 ids and mask for a batch. */
-function leftPad(seqs: number[][], pad: number): { ids: BigInt64Array; mask: BigInt64Array; T: number } {
+export function leftPad(seqs: number[][], pad: number): { ids: BigInt64Array; mask: BigInt64Array; T: number } {
   const T = Math.max(...seqs.map((s) => s.length));
   const ids = new BigInt64Array(seqs.length * T).fill(BigInt(pad));
   const mask = new BigInt64Array(seqs.length * T);

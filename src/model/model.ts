@@ -48,6 +48,20 @@ export interface ModelInfo {
   configHash: string;
   /** sha256 hex of the weight files' headers and sizes. */
   weightsHash: string;
+  /** The quantization in effect (null for fp32/bf16/fp16): from the load options, or read from a
+   * pre-quantized bitsandbytes checkpoint. Recorded in activation stores and SAE metadata. */
+  quantization: QuantSettings | null;
+}
+
+export interface QuantSettings {
+  type: "nf4" | "fp4" | "int8";
+  /** 4-bit only. */
+  blocksize?: number;
+  /** 4-bit only. */
+  doubleQuant?: boolean;
+  /** int8 only: LLM.int8 outlier threshold. */
+  int8Threshold?: number;
+  prequantized: boolean;
 }
 
 export interface ForwardOptions {
@@ -210,6 +224,13 @@ export async function planModel(path: string, opts?: LoadModelOptions): Promise<
 
 const modelHandles = new WeakMap<Model, NativeModel>();
 
+/** The native handle behind a Model (internal: for other qsae modules; throws once disposed). */
+export function nativeModelOf(m: Model): NativeModel {
+  const h = modelHandles.get(m);
+  if (!h || h.disposed) throw new DisposedError("Model");
+  return h;
+}
+
 export class Model {
   readonly info: ModelInfo;
 
@@ -245,6 +266,7 @@ export class Model {
       precision: n.precision as Precision,
       computeDtype: n.computeDtype as ComputeDtype,
       device: n.device,
+      quantization: n.quantization ? { ...n.quantization } : null,
       ...hashes,
     };
     return new Model(h, Object.freeze(info));

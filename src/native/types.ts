@@ -107,12 +107,23 @@ export interface NativeModuleInfo {
   bytes: number;
 }
 
+/** The quantization in effect (from the load options, or read from a pre-quantized checkpoint). */
+export interface NativeQuantSettings {
+  type: "nf4" | "fp4" | "int8";
+  blocksize?: number;
+  doubleQuant?: boolean;
+  int8Threshold?: number;
+  prequantized: boolean;
+}
+
 export interface NativeModelInfo extends NativeModelConfigInfo {
   precision: string;
   computeDtype: string;
   device: string;
   bytes: number;
   slidingWindow: number[];
+  /** null for dense precisions (fp32/bf16/fp16). */
+  quantization: NativeQuantSettings | null;
 }
 
 export interface NativeModelPlan extends NativeModelConfigInfo {
@@ -165,8 +176,24 @@ export interface NativeLoadModelOptions extends NativeJobOptions {
   int8Threshold?: number;
 }
 
+export interface NativeSpliceSums {
+  nllOrig: number;
+  nllSae: number;
+  nllZero: number;
+  klSae: number;
+  klZero: number;
+  tokens: number;
+}
+
 export interface ModelNative {
   loadModel(path: string, opts?: NativeLoadModelOptions): Promise<NativeModel>;
+  spliceEval(
+    model: NativeModel,
+    sae: NativeSae,
+    inputIds: NativeTensor,
+    attentionMask: NativeTensor | null,
+    opts: { hook?: string; layer: number },
+  ): Promise<NativeSpliceSums>;
   planModel(path: string, opts?: NativeLoadModelOptions): Promise<NativeModelPlan>;
 }
 

@@ -71,6 +71,7 @@ describe.skipIf(!haveShared)(`model runtime (${haveShared ? "fixtures" : sharedS
     const m = await Model.load(sharedPath("models", "tiny-qwen3-tied-sharded"), { onProgress: (p) => progress.push(p.done) });
     expect(m.info.architecture).toBe("Qwen3ForCausalLM");
     expect(m.info.precision).toBe("bf16"); // the checkpoint's dtype
+    expect(m.info.quantization).toBeNull();
     expect(m.info.configHash).toMatch(/^[0-9a-f]{64}$/);
     expect(m.info.weightsHash).toMatch(/^[0-9a-f]{64}$/);
     const mods = m.modules();
@@ -79,6 +80,15 @@ describe.skipIf(!haveShared)(`model runtime (${haveShared ? "fixtures" : sharedS
     const plan = await planModel(sharedPath("models", "tiny-qwen3-tied-sharded"));
     expect(plan.totalBytes).toBe(mods.reduce((a, x) => a + x.bytes, 0));
     m.dispose();
+  });
+
+  it("reports the quantization settings it holds", async () => {
+    const nf4 = await Model.load(sharedPath("models", "tiny-qwen3"), { precision: "nf4", blocksize: 128, doubleQuant: true });
+    expect(nf4.info.quantization).toEqual({ type: "nf4", blocksize: 128, doubleQuant: true, prequantized: false });
+    nf4.dispose();
+    const i8 = await Model.load(sharedPath("models", "tiny-qwen3"), { precision: "int8", int8Threshold: 4 });
+    expect(i8.info.quantization).toEqual({ type: "int8", int8Threshold: 4, prequantized: false });
+    i8.dispose();
   });
 
   it("KV-cache decoding equals a full forward (gqa, sliding window)", async () => {
