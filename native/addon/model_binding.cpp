@@ -22,6 +22,16 @@ model::LoadOptions parse_load_options(const Napi::Object& o) {
     lo.compute_dtype = dtype_from_name(*c);
   }
   if (auto d = opt_string(o, "device")) lo.device = *d;
+  if (o.Has("devices") && !o.Get("devices").IsUndefined() && !o.Get("devices").IsNull()) {
+    Napi::Value v = o.Get("devices");
+    if (!v.IsArray()) fail_type("devices: expected an array of device names");
+    auto a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value d = a.Get(i);
+      if (!d.IsString()) fail_type("devices: expected device names such as \"cuda:0\"");
+      lo.devices.push_back(d.As<Napi::String>().Utf8Value());
+    }
+  }
   if (auto b = opt_number(o, "blocksize")) lo.blocksize = int64_t(*b);
   if (auto dq = opt_bool(o, "doubleQuant")) lo.double_quant = *dq;
   if (auto t = opt_number(o, "int8Threshold")) lo.int8_threshold = *t;
@@ -153,6 +163,13 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
       o.Set("precision", model::precision_name(m->precision()));
       o.Set("computeDtype", dtype_name(m->compute_dtype()));
       o.Set("device", device_str(m->device()));
+      auto devs = m->devices();
+      auto da = Napi::Array::New(env, devs.size());
+      for (size_t i = 0; i < devs.size(); ++i) da.Set(uint32_t(i), device_str(devs[i]));
+      o.Set("devices", da);
+      auto ld = Napi::Array::New(env, m->config().num_layers);
+      for (int64_t l = 0; l < m->config().num_layers; ++l) ld.Set(uint32_t(l), device_str(m->layer_device(l)));
+      o.Set("layerDevices", ld);
       o.Set("bytes", double(m->bytes()));
       auto w = Napi::Array::New(env, m->config().num_layers);
       for (int64_t l = 0; l < m->config().num_layers; ++l) w.Set(uint32_t(l), double(m->config().sliding_window[l]));

@@ -59,6 +59,8 @@ size_t dtype_size(at::ScalarType t) { return c10::elementSize(t); }
 
 at::Device parse_device(const std::string& name) {
   if (name.empty() || name == "cpu") return at::Device(at::kCPU);
+  // A second name for the CPU: distinct from "cpu" to a device map, so its code path runs without GPUs.
+  if (name == "cpu:0") return at::Device(at::kCPU, 0);
   if (name.rfind("cuda", 0) == 0) {
     if (!at::hasCUDA())
       fail("device '", name, "' requested but CUDA is not available (this qsae build or machine has no GPU support)");

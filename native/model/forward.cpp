@@ -242,7 +242,7 @@ ForwardResult Model::forward(const at::Tensor& input_ids, const ForwardOptions& 
       cache->k.resize(cfg_.num_layers);
       cache->v.resize(cfg_.num_layers);
       for (int64_t l = 0; l < cfg_.num_layers; ++l) {
-        auto opts = at::TensorOptions().device(device_).dtype(act_);
+        auto opts = at::TensorOptions().device(layer_device_[l]).dtype(act_);
         at::Tensor nk = at::empty({B, cfg_.num_kv_heads, cap, cfg_.head_dim}, opts);
         at::Tensor nv = at::empty({B, cfg_.num_kv_heads, cap, cfg_.head_dim}, opts);
         if (past > 0) {
@@ -294,9 +294,20 @@ ForwardResult Model::forward(const at::Tensor& input_ids, const ForwardOptions& 
     for (auto l : o.hook_layers) last_layer = std::max(last_layer, l);
   }
   const at::ScalarType op = op_dtype(act_, device_);
+  // With a device map, per-device copies of the position tables and masks; outputs go back to device_.
+  const bool multi = devices().size() > 1;
+  std::vector<std::tuple<at::Device, at::Tensor, at::Tensor>> rope_on;
+  auto rope_for = [&](const at::Device& d) -> std::pair<at::Tensor, at::Tensor> {
+    if (!cos.defined() || d == device_) return {cos, sin};
+    for (auto& [dd, c, sn] : rope_on)
+      if (dd == d) return {c, sn};
+    rope_on.emplace_back(d, cos.to(d), sin.to(d));
+    return {std::get<1>(rope_on.back()), std::get<2>(rope_on.back())};
+  };
+  auto home = [&](const at::Tensor& t) { return multi && t.device() != device_ ? t.to(device_) : t; };
   // Capture (before any edit), then apply the edits registered for this hook point.
   auto capture = [&](const char* hook, int64_t l, at::Tensor& t) {
-    if (wants(o, hook, l)) r.captures.emplace_back(std::string(hook) + "." + std::to_string(l), to_dtype(t, at::kFloat));
+    if (wants(o, hook, l)) r.captures.emplace_back(std::string(hook) + "." + std::to_string(l), home(to_dtype(t, at::kFloat)));
     for (const auto& e : o.edits) {
       if (e.layer != l || e.hook != hook) continue;
       at::Tensor v = e.fn(t);
@@ -307,8 +318,13 @@ ForwardResult Model::forward(const at::Tensor& input_ids, const ForwardOptions& 
   };
   for (int64_t l = 0; l <= last_layer; ++l) {
     const Block& b = blocks_[l];
+    const at::Device& dev = layer_device_[l];
+    if (h.device() != dev) h = h.to(dev);
     capture("resid_pre", l, h);
-    at::Tensor a = attention(norm(h, b.ln1), b, l, cos, sin, allowed_for(b.window), cache, past);
+    auto [cos_l, sin_l] = rope_for(dev);
+    at::Tensor allowed = allowed_for(b.window);
+    if (allowed.device() != dev) allowed = allowed.to(dev);
+    at::Tensor a = attention(norm(h, b.ln1), b, l, cos_l, sin_l, allowed, cache, past);
     capture("attn_out", l, a);
     h = to_dtype(to_dtype(h, op) + to_dtype(a, op), act_);
     at::Tensor n2 = norm(h, b.ln2);
@@ -316,7 +332,7 @@ ForwardResult Model::forward(const at::Tensor& input_ids, const ForwardOptions& 
     capture("mlp_out", l, m);
     h = to_dtype(to_dtype(h, op) + to_dtype(m, op), act_);
     capture("resid_post", l, h);
-    if (o.hidden) r.hidden.push_back(to_dtype(h, at::kFloat));
+    if (o.hidden) r.hidden.push_back(home(to_dtype(h, at::kFloat)));
   }
   if (cache) {
     cache->mask = mask;
@@ -324,8 +340,9 @@ ForwardResult Model::forward(const at::Tensor& input_ids, const ForwardOptions& 
   }
   if (o.logits) {
     at::Tensor x = o.last_only ? h.narrow(1, T - 1, 1) : h;
+    if (x.device() != out_device_) x = x.to(out_device_);
     x = norm(x, final_norm_);
-    r.logits = to_dtype(to_dtype(dense_linear(x, lm_head_, {}, op), act_), at::kFloat);
+    r.logits = home(to_dtype(to_dtype(dense_linear(x, lm_head_, {}, op), act_), at::kFloat));
   }
   return r;
 }

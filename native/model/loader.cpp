@@ -153,7 +153,11 @@ struct Resolved {
 
 Resolved resolve(const ModelConfig& c, const Checkpoint& ck, const std::vector<Spec>& specs, const LoadOptions& o) {
   Resolved r;
-  r.device = parse_device(o.device);
+  auto kind = [](const std::string& d) { return d.rfind("cuda", 0) == 0 ? "cuda" : "cpu"; };
+  for (const auto& d : o.devices)
+    QSAE_CHECK_TYPE(std::string(kind(d)) == kind(o.devices.front()), "devices: mixes ", o.devices.front(), " and ", d,
+                    " (a device map spans devices of one kind)");
+  r.device = parse_device(o.devices.empty() ? o.device : o.devices.front());
   r.pre = prequant_of(c);
   r.int8_threshold = o.int8_threshold;
   // A pre-quantized int8 checkpoint records its outlier threshold; an explicit option still wins.
@@ -344,6 +348,15 @@ struct Loader {
     m->act_ = r.act;
     m->device_ = r.device;
     m->prequantized_ = r.pre.on;
+    // Device map: layer l on devices[l * n / L]; embeddings with the first device, the head with the last.
+    std::vector<at::Device> devs;
+    for (const auto& d : opts.devices) devs.push_back(parse_device(d));
+    if (devs.empty()) devs.push_back(r.device);
+    QSAE_CHECK_RANGE(int64_t(devs.size()) <= std::max<int64_t>(c.num_layers, 1), "devices: ", devs.size(),
+                     " devices for ", c.num_layers, " layers");
+    m->layer_device_.clear();
+    for (int64_t l = 0; l < c.num_layers; ++l) m->layer_device_.push_back(devs[size_t(l * int64_t(devs.size()) / c.num_layers)]);
+    m->out_device_ = devs.back();
     // Validate every name and shape before reading anything (one clear error, nothing half-loaded).
     for (const auto& s : specs) {
       if (s.role == Spec::LmHead && s.tied) continue;
@@ -363,14 +376,23 @@ struct Loader {
     }
     Reader rd(ck);
     const at::ScalarType keep = r.act;  // dtype of everything not quantized
-    auto to_dev = [&](at::Tensor t) { return t.to(r.device, keep); };
+    auto dev_of = [&](const Spec& s) {
+      if (s.role == Spec::Embed || s.role == Spec::Pos) return m->device_;
+      if (s.role == Spec::LmHead || s.layer < 0) return m->out_device_;
+      return m->layer_device_[s.layer];
+    };
+    const Spec* current = nullptr;
+    auto to_dev = [&](at::Tensor t) { return t.to(dev_of(*current), keep); };
     const double total = double(specs.size());
     double done = 0;
     for (const auto& s : specs) {
       check_cancel(cancel);
+      current = &s;
       if (s.role == Spec::LmHead) {
         m->tied_ = s.tied;
-        m->lm_head_ = s.tied ? m->embed_ : to_dev(rd.read(s.weight));
+        // Tied: the embedding itself, or a copy on the last device of a device map.
+        m->lm_head_ = s.tied ? (m->embed_.device() == m->out_device_ ? m->embed_ : m->embed_.to(m->out_device_))
+                             : to_dev(rd.read(s.weight));
       } else if (s.role == Spec::Embed) {
         m->embed_ = to_dev(rd.read(s.weight));
       } else if (s.role == Spec::Pos) {
@@ -387,7 +409,9 @@ struct Loader {
         m->blocks_[s.layer].router = to_dev(rd.read(s.weight));
       } else {
         Linear& lin = slot(*m, s);
-        load_linear(lin, s, r, *ck, rd, opts);
+        Resolved rs = r;
+        rs.device = dev_of(s);
+        load_linear(lin, s, rs, *ck, rd, opts);
       }
       done += 1;
       if (progress) progress(Progress{"load", done, total, "tensors", s.module});
@@ -539,6 +563,14 @@ QuantSettings Model::quantization() const {
       }
     }
   return q;
+}
+
+std::vector<at::Device> Model::devices() const {
+  std::vector<at::Device> out{device_};
+  for (const auto& d : layer_device_)
+    if (d != out.back()) out.push_back(d);
+  if (out_device_ != out.back()) out.push_back(out_device_);
+  return out;
 }
 
 int64_t Model::bytes() const {

@@ -25,6 +25,10 @@ struct LoadOptions {
   std::optional<Precision> precision;          // default: the checkpoint's dtype
   std::optional<at::ScalarType> compute_dtype;  // quantized precisions: default bf16 on CUDA, fp32 on CPU
   std::string device = "cpu";
+  // A device map: with two or more devices the blocks are split into contiguous, nearly equal ranges, one per
+  // device in order (embeddings with the first, final norm and lm_head with the last); `device` is then
+  // ignored. For a model larger than one GPU: {"cuda:0", "cuda:1"}.
+  std::vector<std::string> devices;
   int64_t blocksize = 64;
   bool double_quant = false;
   double int8_threshold = 6.0;
@@ -129,7 +133,9 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   Precision precision() const { return precision_; }
   at::ScalarType compute_dtype() const { return act_; }
-  const at::Device& device() const { return device_; }
+  const at::Device& device() const { return device_; }  // inputs and outputs live here (the first device)
+  const at::Device& layer_device(int64_t layer) const { return layer_device_.at(layer); }
+  std::vector<at::Device> devices() const;  // distinct devices in order (one unless a device map was given)
   const std::string& path() const { return path_; }
   std::vector<ModuleInfo> modules() const;
   int64_t bytes() const;
@@ -154,6 +160,8 @@ class Model {
   Precision precision_ = Precision::FP32;
   at::ScalarType act_ = at::kFloat;
   at::Device device_{at::kCPU};
+  at::Device out_device_{at::kCPU};         // final norm and lm_head
+  std::vector<at::Device> layer_device_;
   bool prequantized_ = false;
   at::Tensor embed_, wpe_, lm_head_;
   bool tied_ = false;

@@ -25,6 +25,11 @@ export interface LoadModelOptions extends JobOptions {
   computeDtype?: ComputeDtype;
   /** "cpu" (default) | "cuda" | "cuda:N" */
   device?: string;
+  /**
+   * A device map for a model larger than one GPU, e.g. ["cuda:0", "cuda:1"]: the blocks are split into
+   * contiguous ranges, one per device (embeddings with the first, the head with the last); overrides device.
+   */
+  devices?: string[];
   blocksize?: number;
   doubleQuant?: boolean;
   int8Threshold?: number;
@@ -44,6 +49,10 @@ export interface ModelInfo {
   precision: Precision;
   computeDtype: ComputeDtype;
   device: string;
+  /** Every device the model occupies, in layer order (one entry unless a device map was given). */
+  devices: string[];
+  /** The device of each block. */
+  layerDevices: string[];
   /** sha256 hex of config.json's bytes. */
   configHash: string;
   /** sha256 hex of the weight files' headers and sizes. */
@@ -154,6 +163,7 @@ function nativeOptions(opts: LoadModelOptions | undefined): NativeLoadModelOptio
   }
   if (opts?.computeDtype !== undefined) o.computeDtype = opts.computeDtype;
   if (opts?.device !== undefined) o.device = opts.device;
+  if (opts?.devices !== undefined) o.devices = [...opts.devices];
   if (opts?.blocksize !== undefined) o.blocksize = opts.blocksize;
   if (opts?.doubleQuant !== undefined) o.doubleQuant = opts.doubleQuant;
   if (opts?.int8Threshold !== undefined) o.int8Threshold = opts.int8Threshold;
@@ -266,6 +276,8 @@ export class Model {
       precision: n.precision as Precision,
       computeDtype: n.computeDtype as ComputeDtype,
       device: n.device,
+      devices: [...n.devices],
+      layerDevices: [...n.layerDevices],
       quantization: n.quantization ? { ...n.quantization } : null,
       ...hashes,
     };

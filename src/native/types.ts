@@ -124,6 +124,8 @@ export interface NativeModelInfo extends NativeModelConfigInfo {
   slidingWindow: number[];
   /** null for dense precisions (fp32/bf16/fp16). */
   quantization: NativeQuantSettings | null;
+  devices: string[];
+  layerDevices: string[];
 }
 
 export interface NativeModelPlan extends NativeModelConfigInfo {
@@ -171,6 +173,7 @@ export interface NativeLoadModelOptions extends NativeJobOptions {
   precision?: string;
   computeDtype?: string;
   device?: string;
+  devices?: string[];
   blocksize?: number;
   doubleQuant?: boolean;
   int8Threshold?: number;

@@ -91,6 +91,20 @@ describe.skipIf(!haveShared)(`model runtime (${haveShared ? "fixtures" : sharedS
     i8.dispose();
   });
 
+  it("a device map splits the layers over devices with the same outputs", async () => {
+    const ref = await loadSafetensors(sharedPath("reference", "tiny-qwen3.fp32.safetensors"));
+    const one = await Model.load(sharedPath("models", "tiny-qwen3"), { precision: "fp32" });
+    const two = await Model.load(sharedPath("models", "tiny-qwen3"), { precision: "fp32", devices: ["cpu", "cpu:0"] });
+    expect(two.info.devices).toEqual(["cpu", "cpu:0"]);
+    expect(two.info.layerDevices).toEqual(["cpu", "cpu:0"]);
+    expect(one.info.devices).toEqual(["cpu"]);
+    const a = await one.forward(ref.tensors.input_ids);
+    const b = await two.forward(ref.tensors.input_ids);
+    expect(maxRelErr(b.logits!, a.logits!)).toBe(0);
+    one.dispose();
+    two.dispose();
+  });
+
   it("KV-cache decoding equals a full forward (gqa, sliding window)", async () => {
     for (const name of ["tiny-llama3", "tiny-starcoder2"]) {
       const m = await Model.load(sharedPath("models", name), { precision: "fp32" });

@@ -339,3 +339,44 @@ TEST_CASE("model: fp32 matches transformers on tiny random configs (unpadded and
   }
   MESSAGE(("transformers fixtures compared: " + std::to_string(n)));
 }
+
+TEST_CASE("model: a device map splits the layers and gives the same outputs (two CPU 'devices')") {
+  // "cpu" and "cpu:0" are distinct devices to the device map, so every move between ranges really runs.
+  if (!have_shared()) return;
+  for (const char* name : {"tiny-qwen3", "tiny-qwen3-moe", "tiny-qwen3-tied-sharded", "tiny-starcoder2"}) {
+    CAPTURE(name);
+    auto one = Model::load(model_dir(name), opts_for("fp32"));
+    LoadOptions o = opts_for("fp32");
+    o.devices = {"cpu", "cpu:0"};
+    auto two = Model::load(model_dir(name), o);
+    const int64_t L = two->config().num_layers;
+    REQUIRE(two->devices().size() == 2);
+    CHECK((two->layer_device(0) == at::Device("cpu")));
+    CHECK((two->layer_device(L - 1) == at::Device("cpu:0")));
+    auto f = SafetensorsFile::open(ref_path(name, "fp32"));
+    at::Tensor ids = f->get("input_ids");
+    ForwardOptions fo;
+    fo.hidden = true;
+    fo.hooks = {"resid_post", "mlp_out"};
+    fo.hook_layers = {0, L - 1};
+    auto a = one->forward(ids, fo), b = two->forward(ids, fo);
+    CHECK(at::equal(a.logits, b.logits));
+    REQUIRE(a.hidden.size() == b.hidden.size());
+    for (size_t i = 0; i < a.hidden.size(); ++i) CHECK(at::equal(a.hidden[i], b.hidden[i]));
+    REQUIRE(a.captures.size() == b.captures.size());
+    for (size_t i = 0; i < a.captures.size(); ++i) CHECK(at::equal(a.captures[i].second, b.captures[i].second));
+    // Cached decoding across the split.
+    KvCache cache;
+    ForwardOptions inc;
+    inc.cache = &cache;
+    const int64_t T = ids.size(1);
+    std::vector<at::Tensor> parts = {two->forward(ids.narrow(1, 0, T - 2), inc).logits};
+    for (int64_t t = T - 2; t < T; ++t) parts.push_back(two->forward(ids.narrow(1, t, 1), inc).logits);
+    CHECK(rel_err(at::cat(parts, 1), a.logits) <= 1e-5);
+  }
+  LoadOptions bad = opts_for("fp32");
+  bad.devices = {"cpu", "cuda:0"};
+  CHECK_THROWS_WITH(Model::load(model_dir("tiny-qwen3"), bad), doctest::Contains("devices: mixes"));
+  bad.devices = {"cpu", "cpu:0"};
+  CHECK_THROWS_WITH(Model::load(model_dir("tiny-gpt2"), bad), doctest::Contains("devices: 2 devices for 1 layers"));
+}
