@@ -12,7 +12,7 @@ interface Args {
 
 export const demoCommand: CommandModule<object, Args> = {
   command: "demo",
-  describe: "Run the whole study on the bundled default model on CPU (4 precisions, 3 layers, SAEs 0.5x and 2x, 3 benchmarks) and write report.html",
+  describe: "Run the whole study on the bundled default model on CPU (4 precisions, 3 layers, SAEs 0.5x and 2x, transfer, loss recovered, 3 benchmarks) and write report.html",
   builder: (y) =>
     y
       .option("out", { type: "string", default: "runs/demo", description: "Run folder (resumes when it exists)" })

@@ -6,7 +6,7 @@ import { parseShard, shardFromEnv } from "../../src/pipeline/cells.js";
 import type { ProgressMode } from "../../src/pipeline/progress.js";
 
 // The pipeline (and vega, for the report) load only when the command runs.
-const STAGES = ["extract", "train", "transfer", "align", "bench", "compare"];
+const STAGES = ["extract", "train", "transfer", "align", "splice", "bench", "compare"];
 
 interface Args {
   config: string;
@@ -59,7 +59,7 @@ export const runCommand: CommandModule<object, Args> = {
         signal: ac.signal,
       });
       if (args.check) {
-        const lines = [`${r.check.models.length} model(s), ${r.check.prompts} prompts${Object.keys(r.check.benchmarks).length ? `, benchmarks: ${Object.entries(r.check.benchmarks).map(([k, v]) => `${k} ${v}`).join(", ")}` : ""}`];
+        const lines = [`${r.check.models.length} model(s), ${r.check.prompts} prompts${r.check.splicePrompts ? ` (splice: the first ${r.check.splicePrompts})` : ""}${Object.keys(r.check.benchmarks).length ? `, benchmarks: ${Object.entries(r.check.benchmarks).map(([k, v]) => `${k} ${v}`).join(", ")}` : ""}`];
         for (const m of r.check.models)
           lines.push(`  ${m.name}: ${m.numLayers} layers, capturing ${m.layers.join(", ")}; ${Object.entries(m.precisions).map(([p, x]) => `${p} ${(x.bytes / 2 ** 20).toFixed(1)} MiB`).join(", ")}`);
         lines.push(r.summary, "config OK");

@@ -19,6 +19,8 @@ export interface CheckReport {
   problems: string[];
   models: { name: string; path: string; numLayers: number; layers: number[]; precisions: Record<string, { bytes: number; error?: string }> }[];
   prompts: number;
+  /** prompts the splice stage scores (0 when it is off) */
+  splicePrompts: number;
   benchmarks: Record<string, number>;
 }
 
@@ -27,7 +29,7 @@ const msg = (e: unknown) => (e instanceof Error ? e.message : String(e)).replace
 /** Validates everything a run needs without loading weights. `deep: false` skips the native model plans. */
 export async function checkExperiment(c: ExperimentConfig, opts: { deep?: boolean } = {}): Promise<CheckReport> {
   const problems: string[] = [];
-  const report: CheckReport = { problems, models: [], prompts: 0, benchmarks: {} };
+  const report: CheckReport = { problems, models: [], prompts: 0, splicePrompts: 0, benchmarks: {} };
   for (const [i, m] of c.models.entries()) {
     const where = `models[${i}] (${m.path})`;
     if (!existsSync(m.path) || !statSync(m.path).isDirectory()) {
@@ -73,6 +75,7 @@ export async function checkExperiment(c: ExperimentConfig, opts: { deep?: boolea
     const prompts = await readPrompts(c.prompts);
     report.prompts = c.extraction.max_prompts ? Math.min(prompts.length, c.extraction.max_prompts) : prompts.length;
     if (prompts.length === 0) problems.push(`prompts (${c.prompts}): no prompts`);
+    if (c.splice.enabled) report.splicePrompts = Math.min(prompts.length, c.splice.prompts);
   } catch (e) {
     problems.push(`prompts: ${msg(e)}`);
   }

@@ -103,6 +103,15 @@ export const ConfigSchema = z
       })
       .strict()
       .default({ align: true, k: 10 }),
+    splice: z
+      .object({
+        enabled: z.boolean().default(true).describe("splice each site's SAEs into the model's forward pass at every precision"),
+        prompts: positiveInt.default(64).describe("the first N prompts of the prompt set"),
+        max_tokens: z.number().int().min(2).default(128).describe("tokens kept per prompt"),
+        batch_size: positiveInt.optional().describe("prompts per forward pass"),
+      })
+      .strict()
+      .default({ enabled: true, prompts: 64, max_tokens: 128 }),
     benchmarks: z
       .object({
         humaneval: z.object({ ...benchCommon, timeout_s: z.number().positive().optional() }).strict().optional(),

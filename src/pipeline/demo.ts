@@ -60,7 +60,7 @@ export function findDemoData(root = packageRoot()): DemoData {
   return { prompts: prompts.find((f) => f.endsWith(".jsonl")) ?? prompts[0], humaneval, gsm8k, mmlu };
 }
 
-/** The demo's experiment: 4 precisions, 3 layers, SAEs 0.5× and 2×, transfer, alignment, three benchmarks. */
+/** The demo's experiment: 4 precisions, 3 layers, SAEs 0.5× and 2×, transfer, alignment, loss recovered, three benchmarks. */
 export function demoConfig(opts: { quick?: boolean; root?: string } = {}): ExperimentConfig {
   const root = opts.root ?? packageRoot();
   const model = defaultModelDir(root);
@@ -72,7 +72,7 @@ export function demoConfig(opts: { quick?: boolean; root?: string } = {}): Exper
   const quick = opts.quick ?? false;
   const raw: ConfigInput = {
     name: "qsae demo",
-    description: "The bundled default code model at BF16, FP16, INT8 and NF4: SAEs trained at BF16 applied to each precision, each precision's own SAEs aligned with BF16's, and three small benchmarks.",
+    description: "The bundled default code model at BF16, FP16, INT8 and NF4: SAEs trained at BF16 applied to each precision, each precision's own SAEs aligned with BF16's, BF16's and each precision's own SAEs spliced into that precision's forward pass (loss recovered), and three small benchmarks.",
     models: [{ path: model, name: "default" }],
     precisions: ["bf16", "fp16", "int8", "nf4"],
     hooks: ["resid_post"],
@@ -82,6 +82,7 @@ export function demoConfig(opts: { quick?: boolean; root?: string } = {}): Exper
     sae: { type: "relu", expansions: [0.5, 2], l1: [5e-4], epochs: quick ? 2 : 10, seeds: [0], batch_size: 1024 },
     reference: "bf16",
     transfer: { align: true, k: 10 },
+    splice: { enabled: true, prompts: quick ? 16 : 64, max_tokens: quick ? 48 : 128, batch_size: 16 },
     benchmarks: {
       ...(data.humaneval ? { humaneval: { data: data.humaneval, max_new_tokens: 64, batch_size: 8, ...(quick ? { limit: 4 } : {}) } } : {}),
       ...(data.gsm8k

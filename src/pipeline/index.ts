@@ -36,7 +36,7 @@ export type { ResultsFile, ResultRow } from "./results.js";
 export { checkExperiment } from "./check.js";
 export type { CheckReport } from "./check.js";
 export { pipelineStages } from "./stages.js";
-export const STAGES = ["extract", "train", "transfer", "align", "bench", "compare"] as const;
+export const STAGES = ["extract", "train", "transfer", "align", "splice", "bench", "compare"] as const;
 
 export interface RunExperimentOptions {
   /** RUNDIR (default: the config's `out`, else runs/<name>) */

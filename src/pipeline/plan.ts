@@ -3,6 +3,8 @@
 //   train:<model>:<precision>:<hook>.<layer>       the SAE grid of one layer, in one pass over its activations
 //   transfer:<model>:<hook>.<layer>:<sae>:<a>-><b> the <sae> precision's SAEs applied to <a> and <b> activations
 //   align:<model>:<hook>.<layer>:<ref>~<p>         each grid SAE of <p> aligned with the reference's
+//   splice:<model>:<precision>:<hook>.<layer>      the model loaded at <precision> once; the reference's and
+//                                                  <precision>'s own SAEs spliced into its forward pass
 //   bench:<model>:<precision>:<task>               one benchmark at one precision
 //   compare:<model>:<task>:<ref>-><p>              flipped items and McNemar's test between two precisions
 import { existsSync, statSync } from "node:fs";
@@ -46,6 +48,9 @@ export function quantSlice(c: ExperimentConfig, precision: string): Record<strin
   if (["int8", "nf4", "fp4"].includes(precision) && q.compute_dtype) slice.compute_dtype = q.compute_dtype;
   return slice;
 }
+
+/** The splice stage's metrics per SAE (see spliceEvalSae): cross-entropies, loss recovered, KL from the clean model. */
+export const SPLICE_METRICS = ["ce_orig", "ce_sae", "ce_zero", "ce_score", "kl_sae", "kl_zero"] as const;
 
 export interface TransferPair {
   sae: string;
@@ -138,6 +143,25 @@ export function buildPlan(c: ExperimentConfig, opts: PlanOptions = {}): Plan {
             deps: [`train:${m.name}:${c.reference}:${s.hook}.${s.layer}`, `train:${m.name}:${p}:${s.hook}.${s.layer}`],
             params: { hook: s.hook, layer: s.layer, reference: c.reference, precision: p },
             labels: { model: m.name, hook: s.hook, layer: s.layer, reference: c.reference, precision: p },
+          });
+      if (c.splice.enabled)
+        for (const p of c.precisions)
+          specs.push({
+            id: `splice:${m.name}:${p}:${s.hook}.${s.layer}`,
+            stage: "splice",
+            deps: [...new Set([`train:${m.name}:${c.reference}:${s.hook}.${s.layer}`, `train:${m.name}:${p}:${s.hook}.${s.layer}`])],
+            params: {
+              hook: s.hook,
+              layer: s.layer,
+              precision: p,
+              reference: c.reference,
+              quantization: quantSlice(c, p),
+              prompts: c.splice.prompts,
+              max_tokens: c.splice.max_tokens,
+              batch_size: c.splice.batch_size,
+            },
+            inputs: { model: modelHash, prompts: promptsHash },
+            labels: { model: m.name, precision: p, reference: c.reference, hook: s.hook, layer: s.layer },
           });
     }
     for (const task of BENCHMARKS) {

@@ -62,7 +62,7 @@ export function collectResults(rundir: string): { results: ResultsFile; records:
     records.set(cell.id, r.record);
     for (const m of r.metrics) metrics.push({ cell: cell.id, key: cell.key, stage: cell.stage, ...m });
   }
-  metrics.sort((a, b) => cmp(a.cell, b.cell) || cmp(a.labels.sae, b.labels.sae) || cmp(a.labels.subject, b.labels.subject) || cmp(a.metric, b.metric));
+  metrics.sort((a, b) => cmp(a.cell, b.cell) || cmp(a.labels.sae_precision, b.labels.sae_precision) || cmp(a.labels.sae, b.labels.sae) || cmp(a.labels.subject, b.labels.subject) || cmp(a.metric, b.metric));
   return {
     results: {
       format: "qsae-results",

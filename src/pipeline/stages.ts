@@ -17,11 +17,13 @@ import type { Precision } from "../model/model.js";
 import { Model } from "../model/model.js";
 import { readPrompts } from "../model/prompts.js";
 import { Tokenizer } from "../model/tokenizer.js";
-import { evalSae, parseTrainProgress, trainSae } from "../sae/index.js";
+import { evalSae, parseTrainProgress, Sae, trainSae } from "../sae/index.js";
+import type { SpliceEval } from "../sae/splice.js";
+import { spliceEvalSae } from "../sae/splice.js";
 import type { MetricRow } from "./cells.js";
 import type { BenchmarkName, ExperimentConfig } from "./config.js";
 import type { SaeGridEntry } from "./plan.js";
-import { modelSpec } from "./plan.js";
+import { modelSpec, SPLICE_METRICS } from "./plan.js";
 import type { StageContext, StageFn } from "./runner.js";
 
 interface QuantSlice {
@@ -203,6 +205,49 @@ export function pipelineStages(c: ExperimentConfig): Record<string, StageFn> {
         info[s.name] = { assignment: r.assignment, gap_bound: r.gap_bound, encoder_gap_bound: r.encoder_gap_bound };
       }
       return { metrics, info };
+    },
+
+    async splice(ctx) {
+      const p = ctx.cell.params as { hook: string; layer: number; precision: string; reference: string; quantization: QuantSlice; prompts: number; max_tokens: number; batch_size?: number };
+      const trainOf = (prec: string) => `train:${String(ctx.cell.labels?.model)}:${prec}:${p.hook}.${p.layer}`;
+      // The reference's SAEs first, then this precision's own (the same ones at the reference precision).
+      const sources = [...new Set([p.reference, p.precision])].flatMap((prec) => readSaeIndex(ctx.input(trainOf(prec))).map((s) => ({ prec, s, folder: join(ctx.input(trainOf(prec)), s.folder) })));
+      const prompts = (await readPrompts(c.prompts)).slice(0, p.prompts);
+      const { model, tok } = await loadModel(c, ctx, String(ctx.cell.labels?.model), p.precision, p.quantization);
+      const metrics: MetricRow[] = [];
+      const results: (SpliceEval & { sae_precision: string; sae: string })[] = [];
+      try {
+        const ids = prompts.map((t) => tok.encode(t));
+        const maxLength = Math.min(p.max_tokens, model.info.maxPositions);
+        const n = ids.filter((t) => Math.min(t.length, maxLength) >= 2).length;
+        for (const [i, src] of sources.entries()) {
+          const sae = await Sae.load(src.folder);
+          let r: SpliceEval;
+          try {
+            r = await spliceEvalSae(model, sae, ids, {
+              hook: p.hook,
+              layer: p.layer,
+              maxLength,
+              batchSize: p.batch_size,
+              signal: ctx.signal,
+              onProgress: (q) => ctx.progress({ done: i * n + q.done, total: sources.length * n, unit: "prompts", message: `${src.prec} ${src.s.name}` }),
+            });
+          } finally {
+            sae.dispose();
+          }
+          results.push({ ...r, sae_precision: src.prec, sae: src.s.name });
+          const labels = { ...saeLabels(src.s), sae_precision: src.prec };
+          for (const name of SPLICE_METRICS) {
+            // ce_score is undefined when zeroing the site costs nothing (CE_zero = CE_orig): left out, kept in splice.json
+            if (!Number.isFinite(r[name])) continue;
+            metrics.push({ metric: name, value: r[name], ci95: null, n: r.tokens, labels });
+          }
+        }
+        writeFileSync(join(ctx.dir, "splice.json"), `${JSON.stringify(results, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v), 1)}\n`);
+        return { metrics, info: { prompts: n, tokens: results[0]?.tokens ?? 0 } };
+      } finally {
+        model.dispose();
+      }
     },
 
     async bench(ctx) {

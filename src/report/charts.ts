@@ -193,3 +193,31 @@ export function ablationSpec(rows: AblationRow[], parameter: string): VlSpec {
     resolve: { scale: { y: "independent" } },
   };
 }
+
+export interface SpliceChartRow {
+  /** facet: which SAE was spliced in ("own SAE", "bf16 SAE") */
+  sae: string;
+  layer: number;
+  precision: string;
+  value: number;
+}
+
+/** Loss recovered per layer when an SAE is spliced into the model at each precision: one line per precision. */
+export function spliceByLayerSpec(rows: SpliceChartRow[], facetOrder: string[]): VlSpec {
+  const color = colorScale([...new Set(rows.map((r) => r.precision))]);
+  return {
+    data: { values: rows },
+    facet: { column: { field: "sae", type: "nominal", title: null, sort: facetOrder } },
+    spec: {
+      width: 240,
+      height: 160,
+      mark: { type: "line", point: true },
+      encoding: {
+        x: { field: "layer", type: "ordinal", title: "layer" },
+        y: { field: "value", type: "quantitative", title: "loss recovered", scale: { zero: false }, axis: { format: "%" } },
+        color: { field: "precision", type: "nominal", scale: color, sort: color.domain },
+        tooltip: [{ field: "precision" }, { field: "layer" }, { field: "value", format: ".3f" }],
+      },
+    },
+  };
+}

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { ResultRow, ResultsFile } from "../pipeline/results.js";
 import { collectResults, readPlan } from "../pipeline/results.js";
 import type { PlanFile } from "../pipeline/results.js";
+import { SPLICE_METRICS } from "../pipeline/plan.js";
 import type { CellRecord } from "../pipeline/runner.js";
 import { PRECISION_ORDER } from "./charts.js";
 
@@ -117,3 +118,59 @@ export function gridNames(d: ReportData): { name: string; expansion: number; l1:
 }
 
 export const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+
+/** One SAE spliced into one model at one precision and site (the splice stage's metrics, grouped). */
+export interface SpliceRow {
+  model: string;
+  hook: string;
+  layer: number;
+  /** the model's precision */
+  precision: string;
+  /** the precision whose activations the SAE was trained on */
+  sae_precision: string;
+  sae: string;
+  expansion: number;
+  ce_orig: number;
+  ce_sae: number;
+  ce_zero: number;
+  /** loss recovered; NaN when zero-ablating the site costs nothing */
+  ce_score: number;
+  kl_sae: number;
+  kl_zero: number;
+  tokens: number | undefined;
+}
+
+export function spliceRows(d: ReportData): SpliceRow[] {
+  const byKey = new Map<string, SpliceRow>();
+  for (const m of d.results.metrics) {
+    if (m.stage !== "splice") continue;
+    const k = `${m.cell}\u0000${m.labels.sae_precision}\u0000${m.labels.sae}`;
+    let r = byKey.get(k);
+    if (!r) {
+      r = {
+        model: String(m.labels.model),
+        hook: String(m.labels.hook),
+        layer: Number(m.labels.layer),
+        precision: String(m.labels.precision),
+        sae_precision: String(m.labels.sae_precision),
+        sae: String(m.labels.sae),
+        expansion: Number(m.labels.expansion),
+        ce_orig: NaN,
+        ce_sae: NaN,
+        ce_zero: NaN,
+        ce_score: NaN,
+        kl_sae: NaN,
+        kl_zero: NaN,
+        tokens: m.n,
+      };
+      byKey.set(k, r);
+    }
+    if ((SPLICE_METRICS as readonly string[]).includes(m.metric)) r[m.metric as (typeof SPLICE_METRICS)[number]] = m.value;
+  }
+  return [...byKey.values()];
+}
+
+/** The row of `sae` trained at `saePrecision`, spliced into the model at `precision` (own SAE: saePrecision = precision). */
+export function findSplice(rows: SpliceRow[], where: { model: string; hook: string; layer: number; precision: string; sae: string }, saePrecision: string): SpliceRow | undefined {
+  return rows.find((r) => r.model === where.model && r.hook === where.hook && r.layer === where.layer && r.precision === where.precision && r.sae === where.sae && r.sae_precision === saePrecision);
+}

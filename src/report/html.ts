@@ -1,9 +1,9 @@
 // The self-contained report.html: inline CSS and SVG charts (vega-lite rendered in Node), no scripts,
 // no external fonts; sections in <details> so the page works without JavaScript.
-import type { AblationRow, LayerRow, ScoreRow, SizeRow } from "./charts.js";
-import { ablationSpec, degradationSpec, PRECISION_COLORS, renderSvg, saeSizeSpec, transferByLayerSpec } from "./charts.js";
+import type { AblationRow, LayerRow, ScoreRow, SizeRow, SpliceChartRow } from "./charts.js";
+import { ablationSpec, degradationSpec, PRECISION_COLORS, renderSvg, saeSizeSpec, spliceByLayerSpec, transferByLayerSpec } from "./charts.js";
 import type { CI, Flip, ReportData } from "./data.js";
-import { benchScores, gridNames, mean, select, sortPrecisions } from "./data.js";
+import { benchScores, findSplice, gridNames, mean, select, sortPrecisions, spliceRows } from "./data.js";
 
 export const esc = (s: unknown) =>
   String(s ?? "")
@@ -19,6 +19,11 @@ export function ciText(ci: CI | undefined, digits = 1): string {
   return ci && ci[0] !== null && ci[1] !== null && Number.isFinite(ci[0]) && Number.isFinite(ci[1])
     ? `[${(100 * ci[0]).toFixed(digits)}, ${(100 * ci[1]).toFixed(digits)}]`
     : "";
+}
+/** A difference of two fractions in percentage points, with its sign ("+0.0" rather than "-0.0"). */
+function signedPts(d: number): string {
+  const r = Number((100 * d).toFixed(1));
+  return `${r > 0 ? "+" : r < 0 ? "−" : "±"}${Math.abs(r).toFixed(1)} pts`;
 }
 function num(v: number | null | undefined, digits = 3): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return "—";
@@ -36,7 +41,7 @@ header{padding:48px 0 32px;border-bottom:1px solid var(--border);margin-bottom:3
 .eyebrow{font-family:Menlo,Consolas,monospace;font-size:10px;letter-spacing:2px;text-transform:uppercase;color:var(--accent);margin-bottom:8px}
 h1{font-size:2.2rem;font-weight:700;line-height:1.1;margin-bottom:12px}
 .subtitle{font-size:1.05rem;color:var(--muted)}
-.hero-stats{display:grid;grid-template-columns:repeat(4,1fr);gap:1px;background:var(--border);border:1px solid var(--border);margin:24px 0}
+.hero-stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:1px;background:var(--border);border:1px solid var(--border);margin:24px 0}
 .stat{background:var(--paper);padding:16px 12px;text-align:center}
 .stat-value{font-family:Menlo,Consolas,monospace;font-size:1.7rem;font-weight:600;color:var(--accent);line-height:1}
 .stat-ci{font-family:Menlo,Consolas,monospace;font-size:.7rem;color:var(--muted);margin-top:4px}
@@ -128,6 +133,22 @@ export async function renderReport(d: ReportData): Promise<{ html: string; chart
   if (lowest && mainSae) {
     const r = select(m, { model: model0, precision: lowest, reference: ref, layer: midLayer, sae: mainSae }, "sample_correlation").find((x) => x.stage === "transfer");
     if (r) stats.push({ value: pct(r.value), ci: ciText(r.ci95), label: "SAE transfer", detail: `${ref.toUpperCase()}→${lowest.toUpperCase()}, layer ${midLayer}` });
+  }
+  const splices = spliceRows(d);
+  if (lowest && mainSae) {
+    const hook = splices.find((r) => r.model === model0 && r.layer === midLayer)?.hook;
+    const where = { model: model0, hook: hook ?? "", layer: midLayer, precision: lowest, sae: mainSae };
+    const r = findSplice(splices, where, ref);
+    if (r && Number.isFinite(r.ce_score)) {
+      const own = findSplice(splices, where, lowest);
+      const atRef = findSplice(splices, { ...where, precision: ref }, ref);
+      stats.push({
+        value: pct(r.ce_score),
+        ci: `own SAE ${pct(own?.ce_score)} · in ${ref} ${pct(atRef?.ce_score)}`,
+        label: "Loss recovered",
+        detail: `${ref.toUpperCase()} SAE spliced into ${lowest.toUpperCase()}, layer ${midLayer}`,
+      });
+    }
   }
   const scores = benchScores(d);
   for (const b of [...new Set(scores.map((s) => s.benchmark))].slice(0, 2)) {
@@ -254,6 +275,62 @@ export async function renderReport(d: ReportData): Promise<{ html: string; chart
     }
   }
 
+  // ---- Finding 2b: loss recovered with the SAE spliced into each precision's forward pass
+  let f2b = "";
+  if (splices.length) {
+    const saeNames = grid.map((g) => g.name).filter((n) => splices.some((r) => r.sae === n));
+    for (const model of d.models) {
+      const mine = splices.filter((r) => r.model === model);
+      if (!mine.length) continue;
+      const sites = [...new Map(mine.map((r) => [`${r.hook}.${r.layer}`, { hook: r.hook, layer: r.layer }])).values()].sort((a, b) => a.layer - b.layer || (a.hook < b.hook ? -1 : 1));
+      const precs = d.precisions.filter((p) => mine.some((r) => r.precision === p));
+      f2b += `<h3>${esc(model)}: SAEs spliced into the forward pass at each precision</h3>`;
+      // the main SAE per layer, own against the reference's, in a chart
+      const own = `own SAE`;
+      const refLabel = `${ref} SAE`;
+      const cr: SpliceChartRow[] = [];
+      const hook0 = sites[0]?.hook;
+      for (const r of mine.filter((x) => x.sae === mainSae && x.hook === hook0 && Number.isFinite(x.ce_score))) {
+        if (r.sae_precision === r.precision) cr.push({ sae: own, layer: r.layer, precision: r.precision, value: r.ce_score });
+        if (r.sae_precision === ref) cr.push({ sae: refLabel, layer: r.layer, precision: r.precision, value: r.ce_score });
+      }
+      if (cr.length) f2b += await chart(spliceByLayerSpec(cr, [own, refLabel]), `${model}: loss recovered per layer (${hook0}) with SAE ${mainSae}: each precision's own SAE (left) and the ${ref} SAE (right) spliced into that precision's model.`);
+      const trs: string[][] = [];
+      for (const site of sites)
+        for (const p of precs)
+          for (const sae of saeNames) {
+            const where = { model, hook: site.hook, layer: site.layer, precision: p, sae };
+            const o = findSplice(mine, where, p);
+            const rr = findSplice(mine, where, ref);
+            const base = rr ?? o;
+            if (!base) continue;
+            const delta = o && rr && p !== ref && Number.isFinite(o.ce_score) && Number.isFinite(rr.ce_score) ? ` <span class="ci">(${signedPts(rr.ce_score - o.ce_score)})</span>` : "";
+            trs.push([
+              `${esc(site.hook)}.${site.layer}`,
+              esc(p),
+              `<span class="mono" style="white-space:nowrap">${esc(sae)}</span>`,
+              num(base.ce_orig),
+              num(base.ce_zero),
+              pct(o?.ce_score),
+              num(o?.kl_sae),
+              `${pct(rr?.ce_score)}${delta}`,
+              num(rr?.kl_sae),
+            ]);
+          }
+      f2b += table(["site", "precision", "SAE", "CE clean", "CE zero-ablated", "own SAE: loss recovered", "own SAE: KL", `${ref} SAE: loss recovered`, `${ref} SAE: KL`], trs, 3);
+      const tokens = [...new Set(mine.map((r) => r.tokens))];
+      f2b += `<p class="note">${tokens.length === 1 ? `Each row scores ${tokens[0]} predicted tokens` : `Tokens scored per row: ${tokens.join(", ")}`} (the same ones at every precision).</p>`;
+      if (lowest && mainSae) {
+        const atLow = (sp: string) => mean(mine.filter((r) => r.sae === mainSae && r.precision === lowest && r.sae_precision === sp && Number.isFinite(r.ce_score)).map((r) => r.ce_score));
+        const atRef = mean(mine.filter((r) => r.sae === mainSae && r.precision === ref && r.sae_precision === ref && Number.isFinite(r.ce_score)).map((r) => r.ce_score));
+        const refIn = atLow(ref);
+        if (Number.isFinite(refIn))
+          f2b += `<div class="insight">The <strong>${esc(ref)}</strong>-trained SAE ${esc(mainSae)} recovers <strong>${pct(refIn)}</strong> of the loss inside the <strong>${esc(lowest)}</strong> model (mean over ${sites.length} site${sites.length > 1 ? "s" : ""}), against ${pct(atLow(lowest))} for ${esc(lowest)}'s own SAE and ${pct(atRef)} inside the ${esc(ref)} model it was trained on.</div>`;
+      }
+    }
+    f2b += `<p class="note">Each SAE's reconstruction replaces the activations at its site during the forward pass of the model at the row's precision; CE is the mean next-token cross-entropy (nats/token) over the first prompts of the prompt set, clean and with the site zeroed. Loss recovered = (CE<sub>zero</sub> − CE<sub>SAE</sub>) / (CE<sub>zero</sub> − CE<sub>clean</sub>): 100% is the clean model (above 100%: the reconstruction lowers the loss), 0% the zero ablation. KL: mean KL(p<sub>clean</sub> ‖ p<sub>SAE</sub>) per token (nats). Grey: the ${esc(ref)} SAE's loss recovered minus the own SAE's. At ${esc(ref)} the own SAE is the ${esc(ref)} SAE (one evaluation). No intervals: one pass over a fixed prompt set.</p>`;
+  }
+
   // ---- Finding 3: SAE size
   let f3 = "";
   if (expansions.length) {
@@ -351,6 +428,7 @@ export async function renderReport(d: ReportData): Promise<{ html: string; chart
     f1 ? section("Finding 1", "finding", "Degradation per benchmark across precisions", f1, true) : "",
     flipsHtml ? section("Examples", "", "Flipped benchmark items, side by side", flipsHtml) : "",
     f2 ? section("Finding 2", "finding", "SAE transfer across precisions", f2, true) : "",
+    f2b ? section("Finding 2b", "finding", "Loss recovered when the SAE is spliced in", f2b, true) : "",
     f3 ? section("Finding 3", "finding", "SAE size: alignment and features alive", f3, true) : "",
     abl ? section("Ablations", "method", "L1 and seed sweeps", abl) : "",
     section("Method", "method", "Run metadata", metaHtml),

@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { writeResults } from "../pipeline/results.js";
 import { writeFileAtomic } from "../pipeline/runner.js";
 import type { ReportData } from "./data.js";
-import { benchScores, gridNames, loadReportData, mean } from "./data.js";
+import { benchScores, gridNames, loadReportData, mean, spliceRows } from "./data.js";
 import { renderReport } from "./html.js";
 
 export { loadReportData } from "./data.js";
@@ -38,7 +38,7 @@ function formatTable(header: string[], rows: string[][]): string {
 const p1 = (v: number | undefined | null) => (v === undefined || v === null || !Number.isFinite(v) ? "—" : `${(100 * v).toFixed(1)}%`);
 const ci = (c: [number, number] | null | undefined) => (c ? `[${(100 * c[0]).toFixed(1)}, ${(100 * c[1]).toFixed(1)}]` : "");
 
-/** A compact table of the headline numbers: benchmarks per precision, transfer and alignment per precision. */
+/** A compact table of the headline numbers: benchmarks per precision, transfer and alignment per precision, loss recovered with the SAE spliced in. */
 export function summaryTable(d: ReportData): string {
   const out: string[] = [];
   const scores = benchScores(d);
@@ -70,6 +70,27 @@ export function summaryTable(d: ReportData): string {
       formatTable(
         [`SAE ${main ?? ""}`, ...others.map((p) => `${d.reference}→${p}`)],
         [row("sample correlation", t, "sample_correlation"), row("feature correlation", t, "feature_correlation"), row("top-k agreement", t, "topk_agreement"), row("Procrustes alignment", a, "procrustes_alignment")],
+      ),
+    );
+  }
+  const sp = spliceRows(d).filter((r) => r.sae === main && Number.isFinite(r.ce_score));
+  if (sp.length) {
+    const cols = d.precisions.filter((p) => sp.some((r) => r.precision === p));
+    const row = (label: string, pick: (p: string) => typeof sp, f: (v: number) => string, key: "ce_score" | "kl_sae") => [
+      label,
+      ...cols.map((p) => {
+        const xs = pick(p).map((r) => r[key]);
+        if (xs.length === 0) return "—";
+        return xs.length === 1 ? f(xs[0]) : `${f(mean(xs))} (mean of ${xs.length})`;
+      }),
+    ];
+    const own = (p: string) => sp.filter((r) => r.precision === p && r.sae_precision === p);
+    const fromRef = (p: string) => sp.filter((r) => r.precision === p && r.sae_precision === d.reference);
+    const kl = (v: number) => v.toPrecision(3);
+    out.push(
+      formatTable(
+        [`SAE ${main} spliced in`, ...cols],
+        [row("loss recovered, own SAE", own, p1, "ce_score"), row(`loss recovered, ${d.reference} SAE`, fromRef, p1, "ce_score"), row(`KL, ${d.reference} SAE (nats/token)`, fromRef, kl, "kl_sae")],
       ),
     );
   }

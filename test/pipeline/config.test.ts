@@ -34,6 +34,7 @@ describe("experiment config", () => {
     expect(c.layers).toEqual(["early", "middle", "late"]);
     expect(c.sae).toMatchObject({ type: "relu", expansions: [0.5], l1: [5e-4], seeds: [0] });
     expect(c.transfer).toEqual({ align: true, k: 10 });
+    expect(c.splice).toEqual({ enabled: true, prompts: 64, max_tokens: 128 });
     expect(c.models).toEqual([{ path: join(dir, "m"), name: "m" }]);
     expect(c.prompts).toBe(join(dir, "p.txt"));
     expect(transferPairs(c)).toEqual([
@@ -73,6 +74,7 @@ describe("experiment config", () => {
     expect(problems({ models: ["m"], prompts: "p", sae: { type: "topk" } })).toMatch(/sae\.k: topk and batchtopk SAEs need k/);
     expect(problems({ models: ["m"], prompts: "p", sae: { epochs: 3, tokens: 100 } })).toMatch(/sae: give epochs or tokens, not both/);
     expect(problems({ models: ["a/m", "b/m"], prompts: "p" })).toMatch(/two models are named 'm'/);
+    expect(problems({ models: ["m"], prompts: "p", splice: { max_tokens: 1, prompt: 3 } })).toMatch(/splice\.max_tokens: .*(>=2|too small)[\s\S]*splice: unknown key 'prompt'/i);
   });
 
   it("resolves layer indices, negative indices, fractions and early/middle/late", () => {
@@ -119,8 +121,14 @@ describe.skipIf(!haveShared)(`plan (${haveShared ? "shared fixtures" : sharedSki
     expect(count("align")).toBe(3 * 3);
     expect(count("bench")).toBe(8);
     expect(count("compare")).toBe(6);
+    expect(count("splice")).toBe(4 * 3);
     const t = p.cells.find((c) => c.id === "transfer:gpt2:resid_post.0:bf16:bf16->nf4")!;
     expect(t.deps.sort()).toEqual(["extract:gpt2:bf16", "extract:gpt2:nf4", "train:gpt2:bf16:resid_post.0"]);
+    const s = p.cells.find((c) => c.id === "splice:tiny-qwen3:nf4:resid_post.1")!;
+    expect(s.deps.sort()).toEqual(["train:tiny-qwen3:bf16:resid_post.1", "train:tiny-qwen3:nf4:resid_post.1"]);
+    expect(s.params).toMatchObject({ precision: "nf4", reference: "bf16", prompts: 64, max_tokens: 128, quantization: { blocksize: 64, double_quant: false } });
+    expect(p.cells.find((c) => c.id === "splice:gpt2:bf16:resid_post.0")!.deps).toEqual(["train:gpt2:bf16:resid_post.0"]);
+    expect(buildPlan(cfg({ splice: { enabled: false } })).cells.some((c) => c.stage === "splice")).toBe(false);
     // dependencies come before dependents
     const pos = new Map(p.cells.map((c, i) => [c.id, i]));
     for (const c of p.cells) for (const d of c.deps) expect(pos.get(d)!).toBeLessThan(pos.get(c.id)!);
@@ -139,6 +147,9 @@ describe.skipIf(!haveShared)(`plan (${haveShared ? "shared fixtures" : sharedSki
     const c = buildPlan(cfg({ benchmarks: { humaneval: { data: he, limit: 4 } } }));
     const changed2 = c.cells.filter((x, i) => x.key !== a.cells[i].key).map((x) => x.stage);
     expect(new Set(changed2)).toEqual(new Set(["bench", "compare"]));
+    // the splice prompt count re-keys only splice cells
+    const d = buildPlan(cfg({ splice: { prompts: 8 } }));
+    expect(new Set(d.cells.filter((x, i) => x.key !== a.cells[i].key).map((x) => x.stage))).toEqual(new Set(["splice"]));
   });
 
   it("reports a missing benchmark data path and a model folder without config.json", () => {

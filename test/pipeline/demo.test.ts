@@ -1,5 +1,6 @@
 // qsae demo: a clear message without the bundled default model; with it, the quick variant runs the whole
-// pipeline (4 precisions, 3 layers, SAEs 0.5x and 2x, transfer, alignment, 3 benchmarks) and writes the report.
+// pipeline (4 precisions, 3 layers, SAEs 0.5x and 2x, transfer, alignment, loss recovered, 3 benchmarks) and
+// writes the report.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -31,10 +32,10 @@ describe("qsae demo", () => {
   });
 
   describe.skipIf(!have)(`on the bundled default model (${have ? model : "not there yet"})`, () => {
-    it("plans 4 precisions × 3 layers, SAEs 0.5× and 2×, transfer, alignment and three benchmarks", () => {
+    it("plans 4 precisions × 3 layers, SAEs 0.5× and 2×, transfer, alignment, splicing and three benchmarks", () => {
       const p = buildPlan(demoConfig());
       const n = (s: string) => p.cells.filter((c) => c.stage === s).length;
-      expect([n("extract"), n("train"), n("transfer"), n("align"), n("bench"), n("compare")]).toEqual([4, 12, 9, 9, 12, 9]);
+      expect([n("extract"), n("train"), n("transfer"), n("align"), n("splice"), n("bench"), n("compare")]).toEqual([4, 12, 9, 9, 12, 12, 9]);
       expect(Object.values(p.layers)[0]).toHaveLength(3);
       expect(p.grid.map((g) => g.expansion)).toEqual([0.5, 2]);
     });
@@ -47,7 +48,9 @@ describe("qsae demo", () => {
       expect(r.stdout).toContain(`report: ${join(out, "report.html")}`);
       const html = readFileSync(join(out, "report.html"), "utf8");
       expect(html).toContain("qsae demo");
-      expect((html.match(/<figure class="chart"/g) ?? []).length).toBeGreaterThanOrEqual(3);
+      expect((html.match(/<figure class="chart"/g) ?? []).length).toBeGreaterThanOrEqual(4);
+      expect(html).toContain("Loss recovered when the SAE is spliced in");
+      expect(r.stdout).toMatch(/loss recovered, bf16 SAE/);
     }, 900_000);
   });
 });

@@ -26,6 +26,7 @@ describe("examples/*.yaml", () => {
         expect(saeGrid(c).map((g) => g.name)).toEqual(["relu-x0.5-l1_0.0005-s0"]);
         expect(c.sae.epochs).toBe(1000);
         expect(c.extraction.max_prompts).toBe(500);
+        expect(c.splice).toMatchObject({ enabled: true, prompts: 64, max_tokens: 256 });
         const b = c.benchmarks;
         if (f.includes("-full")) {
           expect(b.humaneval?.limit).toBeUndefined();

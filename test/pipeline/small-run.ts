@@ -33,6 +33,8 @@ export function smallConfig(dir: string, extra: Partial<ConfigInput> = {}): Conf
     prompts,
     extraction: { max_tokens: 32, skip_bos: true, dtype: "fp32" },
     sae: { type: "relu", expansions: [0.5, 2], l1: [5e-4], epochs: 4, seeds: [0], batch_size: 64 },
+    // tiny-gpt2's 50k-token vocabulary makes each forward slow on CPU: a few short prompts
+    splice: { enabled: true, prompts: 6, max_tokens: 24, batch_size: 6 },
     benchmarks: {
       humaneval: { data: sharedPath("datasets/humaneval/HumanEval.jsonl.gz"), limit: 3, max_new_tokens: 12 },
       gsm8k: { data: sharedPath("datasets/gsm8k/test.jsonl"), limit: 3, shots: 1, max_new_tokens: 12 },

@@ -31,7 +31,7 @@ describe.skipIf(!haveShared)(`report of a small run (${haveShared ? "tiny-gpt2" 
   it("results.json holds every metric with its cell key and, where computed, a 95% interval", () => {
     expect(results.complete).toBe(true);
     const stages = new Set(results.metrics.map((m) => m.stage));
-    expect([...stages].sort()).toEqual(["align", "bench", "compare", "extract", "train", "transfer"]);
+    expect([...stages].sort()).toEqual(["align", "bench", "compare", "extract", "splice", "train", "transfer"]);
     for (const m of results.metrics) {
       expect(m.key).toMatch(/^[0-9a-f]{64}$/);
       expect(Number.isFinite(m.value)).toBe(true);
@@ -61,7 +61,13 @@ describe.skipIf(!haveShared)(`report of a small run (${haveShared ? "tiny-gpt2" 
     expect(html).not.toMatch(/(src|href)\s*=\s*["']?(https?:)?\/\//i);
     expect(html).not.toMatch(/@import|url\(\s*["']?https?:/i);
     expect(html).not.toMatch(/<link[^>]+stylesheet/i);
-    for (const s of ["Degradation per benchmark", "SAE transfer across precisions", "SAE size", "Run metadata", "Flipped benchmark items"].slice(0, 4)) expect(html).toContain(s);
+    for (const s of ["Degradation per benchmark", "SAE transfer across precisions", "Loss recovered when the SAE is spliced in", "SAE size", "Run metadata"]) expect(html).toContain(s);
+    // the nf4 row of the splice table: nf4's own SAE and the bf16 SAE, as in results.json
+    const ce = (sp: string) => results.metrics.find((m) => m.stage === "splice" && m.metric === "ce_score" && m.labels.precision === "nf4" && m.labels.sae_precision === sp && m.labels.expansion === 0.5)!.value;
+    const row = html.match(/<tr><td[^>]*>resid_post\.0<\/td><td[^>]*>nf4<\/td><td[^>]*><span class="mono"[^>]*>relu-x0\.5-l1_0\.0005-s0<\/span><\/td>.*?<\/tr>/)?.[0];
+    expect(row).toBeDefined();
+    expect(row).toContain(`${(100 * ce("nf4")).toFixed(1)}%`);
+    expect(row).toContain(`${(100 * ce("bf16")).toFixed(1)}%`);
     // the bf16 HumanEval score shown equals results.json's
     const he = results.metrics.find((m) => m.stage === "bench" && m.labels.benchmark === "humaneval" && m.labels.precision === "bf16")!;
     expect(html).toContain(`${(100 * he.value).toFixed(1)}%`);
@@ -73,6 +79,7 @@ describe.skipIf(!haveShared)(`report of a small run (${haveShared ? "tiny-gpt2" 
     expect(t).toMatch(/benchmark\s+bf16\s+fp16\s+int8\s+nf4/);
     expect(t).toMatch(/gpt2 humaneval/);
     expect(t).toMatch(/sample correlation/);
+    expect(t).toMatch(/spliced in\s+bf16\s+fp16\s+int8\s+nf4\nloss recovered, own SAE .*\nloss recovered, bf16 SAE .*\nKL, bf16 SAE/);
   });
 
   it("qsae report RUNDIR --out FILE rewrites the report", () => {
