@@ -28,6 +28,9 @@ export interface CellSpec {
   inputs?: Record<string, string>;
   /** labels copied onto its metrics and shown in progress lines */
   labels?: Record<string, string | number>;
+  /** how many devices the cell occupies at once (a model split over several GPUs); 1 by default. Not hashed:
+   * a device map gives the same outputs. */
+  devices?: number;
 }
 
 export interface Cell extends CellSpec {

@@ -32,6 +32,8 @@ export async function checkExperiment(c: ExperimentConfig, opts: { deep?: boolea
   const report: CheckReport = { problems, models: [], prompts: 0, splicePrompts: 0, benchmarks: {} };
   for (const [i, m] of c.models.entries()) {
     const where = `models[${i}] (${m.path})`;
+    if (m.devices > c.devices.length)
+      problems.push(`${where}: devices: ${m.devices}, but the run has ${c.devices.length} device(s) (${c.devices.join(", ")}); list more under 'devices' or pass --devices`);
     if (!existsSync(m.path) || !statSync(m.path).isDirectory()) {
       problems.push(`${where}: model folder not found`);
       continue;

@@ -43,7 +43,14 @@ export const ConfigSchema = z
       .array(
         z.union([
           z.string().min(1),
-          z.object({ path: z.string().min(1), name: z.string().regex(/^[A-Za-z0-9._-]+$/).optional() }).strict(),
+          z
+            .object({
+              path: z.string().min(1),
+              name: z.string().regex(/^[A-Za-z0-9._-]+$/).optional(),
+              /** devices one copy of the model spans: its layers are split over that many of the run's devices */
+              devices: z.number().int().min(1).optional(),
+            })
+            .strict(),
         ]),
       )
       .min(1),
@@ -57,7 +64,7 @@ export const ConfigSchema = z
       })
       .strict()
       .default({ blocksize: 64, double_quant: false, int8_threshold: 6.0 }),
-    devices: z.array(z.string().regex(/^(cpu|cuda(:\d+)?)$/)).min(1).default(["cpu"]),
+    devices: z.array(z.string().regex(/^(cpu(:0)?|cuda(:\d+)?)$/)).min(1).default(["cpu"]),
     hooks: z.array(z.enum(HOOKS)).min(1).default(["resid_post"]),
     layers: z.array(layerSpec).min(1).default(["early", "middle", "late"]),
     prompts: z.string().min(1),
@@ -143,6 +150,8 @@ export type ParsedConfig = z.output<typeof ConfigSchema>;
 export interface ModelSpec {
   name: string;
   path: string;
+  /** how many of the run's devices one copy spans (a device map over its layers); 1 by default */
+  devices: number;
 }
 
 /** A validated config with paths made absolute and defaults filled in. */
@@ -179,7 +188,7 @@ export function parseConfig(raw: unknown, baseDir: string, source: string | null
   const models = c.models.map((m) => {
     const spec = typeof m === "string" ? { path: m } : m;
     const path = abs(spec.path);
-    return { path, name: spec.name ?? basename(path) };
+    return { path, name: spec.name ?? basename(path), devices: "devices" in spec && spec.devices ? spec.devices : 1 };
   });
   const names = new Set<string>();
   for (const m of models) {

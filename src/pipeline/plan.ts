@@ -99,6 +99,7 @@ export function buildPlan(c: ExperimentConfig, opts: PlanOptions = {}): Plan {
     for (const p of c.precisions) {
       specs.push({
         id: `extract:${m.name}:${p}`,
+          ...(m.devices > 1 ? { devices: m.devices } : {}),
         stage: "extract",
         deps: [],
         params: { model: m.name, precision: p, quantization: quantSlice(c, p), hooks: c.hooks, layers, extraction: c.extraction },
@@ -148,6 +149,7 @@ export function buildPlan(c: ExperimentConfig, opts: PlanOptions = {}): Plan {
         for (const p of c.precisions)
           specs.push({
             id: `splice:${m.name}:${p}:${s.hook}.${s.layer}`,
+          ...(m.devices > 1 ? { devices: m.devices } : {}),
             stage: "splice",
             deps: [...new Set([`train:${m.name}:${c.reference}:${s.hook}.${s.layer}`, `train:${m.name}:${p}:${s.hook}.${s.layer}`])],
             params: {
@@ -171,6 +173,7 @@ export function buildPlan(c: ExperimentConfig, opts: PlanOptions = {}): Plan {
       for (const p of c.precisions)
         specs.push({
           id: `bench:${m.name}:${p}:${task}`,
+          ...(m.devices > 1 ? { devices: m.devices } : {}),
           stage: "bench",
           deps: [],
           params: { task, precision: p, quantization: quantSlice(c, p), settings: { ...b, data: undefined, train: undefined } },

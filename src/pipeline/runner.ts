@@ -341,6 +341,13 @@ export async function runCells(cells: Cell[], stages: Record<string, StageFn>, o
         }
       }
       if (freeDevices.length === 0) break;
+      const need = c.devices ?? 1;
+      if (need > devices.length) {
+        failed.add(c.id);
+        result.failed.push({ id: c.id, error: `needs ${need} devices (its model is split over ${need}); this run has ${devices.length}: ${devices.join(", ")}` });
+        continue;
+      }
+      if (freeDevices.length < need) continue; // wait until enough devices are free
       if (!claims.tryClaim(c)) {
         if (mine && !reportedClaimed.has(c.id)) {
           reportedClaimed.add(c.id);
@@ -355,11 +362,11 @@ export async function runCells(cells: Cell[], stages: Record<string, StageFn>, o
         done.add(c.id);
         continue;
       }
-      const device = freeDevices.shift()!;
+      const taken = freeDevices.splice(0, need);
       started = true;
-      const p = runOne(c, device).finally(() => {
+      const p = runOne(c, taken.join(",")).finally(() => {
         running.delete(c.id);
-        freeDevices.push(device);
+        freeDevices.push(...taken);
       });
       running.set(c.id, p);
     }

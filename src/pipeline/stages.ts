@@ -43,10 +43,12 @@ export interface SaeIndexEntry extends SaeGridEntry {
 async function loadModel(c: ExperimentConfig, ctx: StageContext, name: string, precision: string, q: QuantSlice): Promise<{ model: Model; tok: Tokenizer }> {
   const m = modelSpec(c, name);
   ctx.log(`loading ${m.path} at ${precision} on ${ctx.device}`);
+  // A cell of a model split over several devices gets them as "cuda:0,cuda:1": load with that device map.
+  const devices = ctx.device.split(",");
   const model = await Model.load(m.path, {
     precision: precision as Precision,
     computeDtype: q.compute_dtype,
-    device: ctx.device,
+    ...(devices.length > 1 ? { devices } : { device: ctx.device }),
     blocksize: q.blocksize,
     doubleQuant: q.double_quant,
     int8Threshold: q.int8_threshold,

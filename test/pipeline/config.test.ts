@@ -35,7 +35,7 @@ describe("experiment config", () => {
     expect(c.sae).toMatchObject({ type: "relu", expansions: [0.5], l1: [5e-4], seeds: [0] });
     expect(c.transfer).toEqual({ align: true, k: 10 });
     expect(c.splice).toEqual({ enabled: true, prompts: 64, max_tokens: 128 });
-    expect(c.models).toEqual([{ path: join(dir, "m"), name: "m" }]);
+    expect(c.models).toEqual([{ path: join(dir, "m"), name: "m", devices: 1 }]);
     expect(c.prompts).toBe(join(dir, "p.txt"));
     expect(transferPairs(c)).toEqual([
       { sae: "bf16", a: "bf16", b: "fp16" },
@@ -132,6 +132,23 @@ describe.skipIf(!haveShared)(`plan (${haveShared ? "shared fixtures" : sharedSki
     // dependencies come before dependents
     const pos = new Map(p.cells.map((c, i) => [c.id, i]));
     for (const c of p.cells) for (const d of c.deps) expect(pos.get(d)!).toBeLessThan(pos.get(c.id)!);
+  });
+
+  it("a model split over devices: its model-loading cells span that many devices, keys unchanged", async () => {
+    const split = buildPlan(
+      cfg({ models: [{ path: sharedPath("models/tiny-qwen3"), devices: 2 }, { path: sharedPath("models/tiny-gpt2"), name: "gpt2" }], devices: ["cpu", "cpu:0"] }),
+    );
+    const plain = buildPlan(cfg());
+    expect(split.cells.map((c) => c.key)).toEqual(plain.cells.map((c) => c.key));
+    const spans = (id: string) => split.cells.find((c) => c.id === id)!.devices ?? 1;
+    expect(spans("extract:tiny-qwen3:nf4")).toBe(2);
+    expect(spans("splice:tiny-qwen3:nf4:resid_post.1")).toBe(2);
+    expect(spans("bench:tiny-qwen3:nf4:humaneval")).toBe(2);
+    expect(spans("train:tiny-qwen3:nf4:resid_post.1")).toBe(1);
+    expect(spans("extract:gpt2:nf4")).toBe(1);
+    const { checkExperiment } = await import("../../src/pipeline/check.js");
+    const bad = await checkExperiment(cfg({ models: [{ path: sharedPath("models/tiny-qwen3"), devices: 3 }] }), { deep: false });
+    expect(bad.problems.join("\n")).toMatch(/devices: 3, but the run has 1 device\(s\) \(cpu\)/);
   });
 
   it("changing the int8 threshold re-keys only int8 cells and what depends on them", () => {

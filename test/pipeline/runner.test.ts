@@ -201,6 +201,42 @@ describe("runCells", () => {
     expect(metricsOf(rundir)).toEqual(metricsOf(single));
   });
 
+  it("a cell that spans several devices (a model split by layers) gets them all at once", async () => {
+    const rundir = freshDir();
+    // The "fit" cells stand for a model split over 2 devices; the others take one device each.
+    const cells = keyCells(fixtureSpecs({ n: 2000 }).map((s: { stage: string }) => (s.stage === "fit" ? { ...s, devices: 2 } : s)));
+    const seen: Record<string, string[]> = {};
+    let busy = 0;
+    let overbooked = false;
+    const stages = Object.fromEntries(
+      Object.entries(fixtureStages).map(([k, f]) => [
+        k,
+        async (ctx: Parameters<typeof f>[0]) => {
+          const devs = ctx.device.split(",");
+          (seen[k] ??= []).push(ctx.device);
+          busy += devs.length;
+          overbooked ||= busy > 3;
+          try {
+            await new Promise((r) => setTimeout(r, 10));
+            return await f(ctx);
+          } finally {
+            busy -= devs.length;
+          }
+        },
+      ]),
+    );
+    const r = await runCells(cells, stages, { rundir, devices: ["cpu", "cpu:1", "cpu:2"] });
+    expect(r.failed).toEqual([]);
+    expect(overbooked).toBe(false);
+    for (const d of seen.fit) expect(d.split(",")).toHaveLength(2);
+    for (const d of seen.data) expect(d.split(",")).toHaveLength(1);
+    // More devices than the run has: that cell fails with a clear message, the rest still run.
+    const small = freshDir();
+    const r2 = await runCells(cells, fixtureStages, { rundir: small, devices: ["cpu"] });
+    expect(r2.failed.map((f) => f.id).sort()).toEqual(cells.filter((c) => c.stage === "fit").map((c) => c.id).sort());
+    expect(r2.failed[0].error).toMatch(/needs 2 devices .* this run has 1: cpu/);
+  });
+
   it("N local processes sharing RUNDIR produce exactly the single-process results", async () => {
     const cells = keyCells(fixtureSpecs({ n: 3000 }));
     const single = freshDir();
