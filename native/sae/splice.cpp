@@ -12,6 +12,12 @@ SpliceSums splice_eval(const model::Model& m, const Sae& sae_in, const std::stri
                    "hidden size ", m.config().hidden_size);
   c10::NoGradGuard ng;
   const Sae sae = sae_in.to(m.device(), at::kFloat);
+  // BOS positions keep their activations (SAEs are trained without them, as qsae extract skips BOS).
+  const int64_t bos = m.config().bos_token_id;
+  at::Tensor keep = bos >= 0 ? (input_ids.to(m.device()) == bos).unsqueeze(-1) : at::Tensor();
+  auto except_bos = [&](const at::Tensor& h, const at::Tensor& edited) {
+    return keep.defined() ? at::where(keep.to(h.device()), h, edited) : edited;
+  };
   auto run = [&](std::function<at::Tensor(const at::Tensor&)> fn) {
     model::ForwardOptions o;
     o.attention_mask = attention_mask;
@@ -20,9 +26,9 @@ SpliceSums splice_eval(const model::Model& m, const Sae& sae_in, const std::stri
   };
   at::Tensor lp_orig = run({});
   at::Tensor lp_sae = run([&](const at::Tensor& h) {
-    return sae.forward(h.reshape({-1, sae.d_in}).to(at::kFloat)).x_hat.reshape(h.sizes()).to(h.scalar_type());
+    return except_bos(h, sae.forward(h.reshape({-1, sae.d_in}).to(at::kFloat)).x_hat.reshape(h.sizes()).to(h.scalar_type()));
   });
-  at::Tensor lp_zero = run([](const at::Tensor& h) { return at::zeros_like(h); });
+  at::Tensor lp_zero = run([&](const at::Tensor& h) { return except_bos(h, at::zeros_like(h)); });
 
   const int64_t T = input_ids.size(1);
   at::Tensor ids = input_ids.to(lp_orig.device());

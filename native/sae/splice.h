@@ -21,6 +21,7 @@ struct SpliceSums {
 
 // input_ids [B, T] int64; attention_mask [B, T] (1 = token, 0 = left padding) or undefined. Counts position t
 // (predicting token t+1) when both t and t+1 are real tokens. The SAE runs in fp32 on the model's device.
+// Positions holding the model's BOS token are left as they are (SAEs are trained without BOS rows).
 SpliceSums splice_eval(const model::Model& m, const Sae& sae, const std::string& hook, int64_t layer,
                        const at::Tensor& input_ids, const at::Tensor& attention_mask = {});
 

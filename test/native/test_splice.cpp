@@ -55,3 +55,27 @@ TEST_CASE("splice_eval: exact SAE recovers all the loss, zero decoder equals the
                       doctest::Contains("does not match the model's hidden size"));
   }
 }
+
+TEST_CASE("splice_eval: BOS positions keep their activations") {
+  const std::string dir = testing::shared_model("tiny-gpt2");  // bos_token_id 50256
+  if (!is_directory(dir)) {
+    MESSAGE("../shared not found: skipped");
+    return;
+  }
+  model::LoadOptions o;
+  o.precision = model::parse_precision("fp32");
+  auto m = model::Model::load(dir, o);
+  const int64_t D = m->config().hidden_size, bos = m->config().bos_token_id;
+  REQUIRE(bos >= 0);
+  // Only BOS tokens: nothing is edited, so even a zero decoder changes nothing.
+  at::Tensor all_bos = at::full({2, 6}, bos, at::kLong);
+  auto r = sae::splice_eval(*m, exact_sae(D, true), "resid_post", 0, all_bos);
+  CHECK(r.nll_sae == doctest::Approx(r.nll_orig).epsilon(1e-12));
+  CHECK(r.nll_zero == doctest::Approx(r.nll_orig).epsilon(1e-12));
+  CHECK(r.kl_sae == doctest::Approx(0.0));
+  // With other tokens after BOS the zero decoder does change the loss.
+  at::Tensor mixed = at::randint(0, 1000, {2, 6}, at::kLong);
+  mixed.select(1, 0).fill_(bos);
+  auto z = sae::splice_eval(*m, exact_sae(D, true), "resid_post", 0, mixed);
+  CHECK(z.kl_sae > 0);
+}
