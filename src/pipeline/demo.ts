@@ -76,7 +76,8 @@ export function demoConfig(opts: { quick?: boolean; root?: string } = {}): Exper
     models: [{ path: model, name: "default" }],
     precisions: ["bf16", "fp16", "int8", "nf4"],
     hooks: ["resid_post"],
-    layers: ["early", "middle", "late"],
+    // Three distinct layers for any depth >= 3 (with 4 layers, early/middle/late would round to only 1 and 2).
+    layers: ["early", "middle", -1],
     prompts: data.prompts,
     extraction: { max_prompts: quick ? 48 : 500, max_tokens: quick ? 48 : 128, skip_bos: true, dtype: "fp32" },
     sae: { type: "relu", expansions: [0.5, 2], l1: [5e-4], epochs: quick ? 2 : 10, seeds: [0], batch_size: 1024 },
