@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "common/runtime.h"
 #include "io/fs.h"
 #include "io/json.h"
@@ -29,20 +30,7 @@ using clk = std::chrono::steady_clock;
 
 namespace {
 
-// Median seconds of fn over repeats, after a warm-up; at least min_reps, until min_time seconds.
-double time_it(const std::function<void()>& fn, int min_reps = 5, double min_time = 0.4) {
-  fn();
-  std::vector<double> t;
-  const auto start = clk::now();
-  while ((int)t.size() < min_reps || std::chrono::duration<double>(clk::now() - start).count() < min_time) {
-    const auto t0 = clk::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(clk::now() - t0).count());
-    if (t.size() >= 200) break;
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
+using bench::time_it;
 
 // Medians of a set of functions timed in interleaved rounds (a, b, c, a, b, c, ...), so that the load of a
 // shared machine drifts over all of them alike and the ratios stay meaningful.

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "common/runtime.h"
 #include "io/fs.h"
 #include "io/json.h"
@@ -30,18 +31,7 @@ using namespace qsae::sae;
 using clk = std::chrono::steady_clock;
 
 namespace {
-double time_it(const std::function<void()>& fn, int min_reps, double min_time) {
-  fn();
-  std::vector<double> t;
-  const auto start = clk::now();
-  while ((int)t.size() < min_reps || std::chrono::duration<double>(clk::now() - start).count() < min_time) {
-    const auto t0 = clk::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(clk::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
+using bench::time_it;
 
 struct Trainer {
   Sae s;

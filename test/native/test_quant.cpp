@@ -31,14 +31,7 @@ bool bytes_equal(const at::Tensor& a, const at::Tensor& b) {
   return x.nbytes() == y.nbytes() && std::memcmp(x.data_ptr(), y.data_ptr(), x.nbytes()) == 0;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 std::string temp_path(const std::string& name) { return "/tmp/qsae-quant-" + std::to_string(::getpid()) + "-" + name; }
 

@@ -15,14 +15,7 @@ using namespace qsae::sae;
 
 namespace {
 std::string tmpdir(const std::string& name) { return qsae::testing::temp_dir("sae-test", name, false); }
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 // A store with 2 shards of acts.resid_post.{3,5}, tokens, doc.
 std::string make_store(const std::string& name, const std::vector<int64_t>& rows, int64_t d, at::Tensor* all = nullptr) {
   auto dir = tmpdir(name);

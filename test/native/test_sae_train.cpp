@@ -16,14 +16,7 @@ using namespace qsae::sae;
 
 namespace {
 std::string tmpdir(const std::string& name) { return qsae::testing::temp_dir("sae-train", name, true); }
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 // x = sum of `active` random true features (unit norm, n_feat > d) with magnitudes in [1, 2), times `scale`.
 at::Tensor synthetic(int64_t n, int64_t d, int64_t n_feat, int64_t active, uint64_t seed, at::Tensor* dict,
                      double scale = 1.0) {

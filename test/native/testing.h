@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <exception>
+#include <functional>
 #include <string>
 
 #include "io/fs.h"
@@ -24,6 +26,15 @@ inline std::string shared_ref(const std::string& model, const std::string& preci
   return join_path(join_path(shared_dir(), "reference"), model + "." + precision + ".safetensors");
 }
 
+// The message of the exception f throws ("" when it throws none).
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
 // A fresh folder /tmp/qsae-TAG-PID-NAME (anything there before is removed); created unless create=false.
 inline std::string temp_dir(const std::string& tag, const std::string& name, bool create = true) {
   std::string p = "/tmp/qsae-" + tag + "-" + std::to_string(::getpid()) + "-" + name;
