@@ -101,11 +101,21 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
     for (int64_t b = 0; b < B; ++b) sp.rowptr[b + 1] = sp.rowptr[b] + cnt[b];
   }
   const int64_t nnz = sp.rowptr[B];
-  const bool dense = A == "relu" && nnz > o.dense_threshold * double(B) * double(S);
+  const bool dense_relu = A == "relu" && nnz > o.dense_threshold * double(B) * double(S);
+  // topk with many latents per row (k / d_sae above the threshold, e.g. k 32 of 256): torch's top-k and dense
+  // GEMMs beat the per-row selection and sparse loops. Not while the aux-k loss has dead latents to train.
+  const bool aux_live = topk && o.aux_coef > 0 && o.aux_k > 0 && o.dead_mask.defined() && o.dead_mask.any().item<bool>();
+  const bool dense_topk = topk && !aux_live && double(K) > o.dense_threshold * double(S);
 
-  if (dense) {
-    // relu with dense activations: dense matmuls, fused epilogues.
-    at::Tensor f = pre.relu_();
+  if (dense_relu || dense_topk) {
+    // Dense activations: dense matmuls, fused epilogues (the selected latents are those with f > 0).
+    at::Tensor f;
+    if (dense_topk) {
+      auto tk = at::topk(pre, K, 1);
+      f = at::zeros_like(pre).scatter_(1, std::get<1>(tk), std::get<0>(tk).relu_());
+    } else {
+      f = pre.relu_();
+    }
     at::Tensor x_hat = at::addmm(b_dec, f, W_dec);
     at::Tensor e = x_hat.sub_(x);
     r.mse = e.pow(2).mean().item<double>();
@@ -130,7 +140,7 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
     r.gb_dec = g.sum(0);
     if (s.apply_b_dec_to_input) r.gb_dec.sub_(W_enc.mv(r.gb_enc));
     r.fired = (f > 0).sum(0).to(at::kLong);
-    r.l0 = double(nnz) / B;
+    r.l0 = dense_topk ? r.fired.sum().item<double>() / B : double(nnz) / B;
     r.loss = r.mse + l1c * r.l1;
     return r;
   }

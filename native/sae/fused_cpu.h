@@ -19,7 +19,7 @@ struct LossOptions {
   double aux_coef = 0;         // topk family: aux-k loss weight
   int64_t aux_k = 0;
   at::Tensor dead_mask;        // [d_sae] bool: latents counted as dead (aux-k)
-  double dense_threshold = 0.05;  // relu: dense matmuls above this activation density
+  double dense_threshold = 0.05;  // dense matmuls above this activation density (relu), or k / d_sae (topk)
 };
 
 struct StepResult {

@@ -87,6 +87,12 @@ TEST_CASE("fused topk and batchtopk steps equal autograd, with the aux-k loss") 
       }
       compare(s, x, o, arch + (aux ? " +aux" : ""));
     }
+  // k / d_sae = 5 / 64 takes topk's dense path (without live aux-k); with an L1 term and norm weighting too.
+  auto s = random_sae("topk", 20, 64, 5, g);
+  LossOptions o;
+  o.l1_coef = 0.01;
+  o.l1_norm_weighted = true;
+  compare(s, at::randn({29, 20}, g), o, "topk dense, weighted L1");
 }
 
 TEST_CASE("fused Adam equals the reference Adam over several steps") {
