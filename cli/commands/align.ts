@@ -4,6 +4,7 @@ import type { CommandModule } from "yargs";
 import { align } from "../../src/analysis/index.js";
 import { formatTable, printJson } from "../output.js";
 import { clearProgress, progressLine } from "./transfer.js";
+import { onInterrupt } from "../interrupt.js";
 
 interface Args {
   saeA: string;
@@ -32,14 +33,12 @@ export const alignCommand: CommandModule<object, Args> = {
       })
       .strict(),
   handler: async (args) => {
-    const ac = new AbortController();
-    const onSigint = () => ac.abort();
-    process.once("SIGINT", onSigint);
+    const intr = onInterrupt();
     try {
       const r = await align(args.saeA, args.saeB, {
         method: args.method,
         exactMax: args["exact-max"],
-        signal: ac.signal,
+        signal: intr.signal,
         onProgress: progressLine(),
       });
       clearProgress();
@@ -73,7 +72,7 @@ export const alignCommand: CommandModule<object, Args> = {
           "\n",
       );
     } finally {
-      process.off("SIGINT", onSigint);
+      intr.release();
       clearProgress();
     }
   },

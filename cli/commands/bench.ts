@@ -13,6 +13,7 @@ import { writeFileAtomic } from "../../src/bench/io.js";
 import { runMmlu } from "../../src/bench/mmlu.js";
 import type { BenchProgress, BenchResult, ChoiceScorer, CompletionFn } from "../../src/bench/types.js";
 import { formatTable, printJson } from "../output.js";
+import { onInterrupt } from "../interrupt.js";
 
 interface Args {
   model?: string;
@@ -210,14 +211,12 @@ function taskCommand(task: Task, describe: string): CommandModule<object, Args> 
     builder: (y) => commonOptions(y, task),
     handler: async (args) => {
       const data = resolve(args.data ?? bundledData(task));
-      const ac = new AbortController();
-      const onSig = () => ac.abort(Object.assign(new Error("interrupted"), { name: "AbortError" }));
-      process.once("SIGINT", onSig);
+      const intr = onInterrupt("interrupted");
       const progress = await makeProgress(task, !args.samples);
       let loaded: Loaded | undefined;
       try {
         let r: BenchResult;
-        const common = { data, limit: args.limit, batchSize: args["batch-size"], signal: ac.signal, onProgress: progress.update };
+        const common = { data, limit: args.limit, batchSize: args["batch-size"], signal: intr.signal, onProgress: progress.update };
         if (!args.samples && task === "humaneval") {
           // python3 before the model: a missing interpreter is reported before any generation
           const { resolvePython } = await import("../../src/bench/execute.js");
@@ -250,7 +249,7 @@ function taskCommand(task: Task, describe: string): CommandModule<object, Args> 
         else process.stdout.write(`${summary(r)}${args.out ? `\nwrote ${join(resolve(args.out), "result.json")} and samples.jsonl` : ""}\n`);
       } finally {
         progress.stop();
-        process.off("SIGINT", onSig);
+        intr.release();
         loaded?.dispose();
       }
     },

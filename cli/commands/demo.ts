@@ -2,6 +2,7 @@
 import { resolve } from "node:path";
 
 import type { CommandModule } from "yargs";
+import { onInterrupt } from "../interrupt.js";
 
 
 interface Args {
@@ -23,18 +24,16 @@ export const demoCommand: CommandModule<object, Args> = {
     const { demoConfig } = await import("../../src/pipeline/demo.js");
     const { runExperiment } = await import("../../src/pipeline/index.js");
     const config = demoConfig({ quick: args.quick });
-    const ac = new AbortController();
-    const onSig = () => ac.abort(Object.assign(new Error("interrupted: finished cells are kept; run 'qsae demo' again to resume"), { name: "AbortError" }));
-    process.once("SIGINT", onSig);
+    const intr = onInterrupt("interrupted: finished cells are kept; run 'qsae demo' again to resume");
     try {
       const r = await runExperiment(config, {
         out: resolve(args.out),
         progress: args["log-json"] ? "json" : process.stderr.isTTY ? "tty" : "plain",
-        signal: ac.signal,
+        signal: intr.signal,
       });
       process.stdout.write(`\n${r.summary}\n\nreport: ${r.reportPath}\n`);
     } finally {
-      process.off("SIGINT", onSig);
+      intr.release();
     }
   },
 };

@@ -3,11 +3,13 @@
 import type { CommandModule } from "yargs";
 
 import { InputError } from "../../src/errors.js";
-import { Model, type ComputeDtype, type Precision, PRECISIONS } from "../../src/model/model.js";
+import { PRECISIONS } from "../../src/model/model.js";
 import { readPromptItems } from "../../src/model/prompts.js";
 import { Tokenizer } from "../../src/model/tokenizer.js";
 import { evalSae, Sae, type SaeEval } from "../../src/sae/index.js";
 import { spliceEvalSae, type SpliceEval } from "../../src/sae/splice.js";
+import { onInterrupt } from "../interrupt.js";
+import { loadModelFromArgs } from "../model-options.js";
 import { formatTable, printJson } from "../output.js";
 
 interface Args {
@@ -55,14 +57,12 @@ export const evalSaeCommand: CommandModule<object, Args> = {
       })
       .strict(),
   handler: async (args) => {
-    const ac = new AbortController();
-    const onSigint = () => ac.abort();
-    process.once("SIGINT", onSigint);
+    const intr = onInterrupt();
     try {
       let rec: SaeEval | undefined;
       let spl: SpliceEval | undefined;
       if (args.acts) {
-        rec = await evalSae(args.sae, args.acts, { hook: args.hook, layer: args.layer, batchSize: args["batch-size"], signal: ac.signal });
+        rec = await evalSae(args.sae, args.acts, { hook: args.hook, layer: args.layer, batchSize: args["batch-size"], signal: intr.signal });
       }
       if (args.model && args.prompts) {
         let items = await readPromptItems(args.prompts);
@@ -73,18 +73,14 @@ export const evalSaeCommand: CommandModule<object, Args> = {
         const tok = typeof items[0] === "string" ? await Tokenizer.fromModelDir(args.model) : null;
         const ids = tok ? (items as string[]).map((p) => tok.encode(p)) : (items as number[][]);
         const sae = await Sae.load(args.sae);
-        const model = await Model.load(args.model, {
-          precision: args.precision as Precision | undefined,
-          computeDtype: args["compute-dtype"] as ComputeDtype | undefined,
-          device: args.device,
-        });
+        const model = await loadModelFromArgs({ ...args, model: args.model });
         try {
           spl = await spliceEvalSae(model, sae, ids, {
             hook: args.hook,
             layer: args.layer,
             batchSize: args["batch-size"],
             maxLength: args["max-length"],
-            signal: ac.signal,
+            signal: intr.signal,
           });
         } finally {
           model.dispose();
@@ -117,7 +113,7 @@ export const evalSaeCommand: CommandModule<object, Args> = {
       }
       process.stdout.write(`${formatTable(["metric", "value"], rows)}\n`);
     } finally {
-      process.off("SIGINT", onSigint);
+      intr.release();
     }
   },
 };

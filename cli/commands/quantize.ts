@@ -4,6 +4,7 @@ import type { CommandModule } from "yargs";
 import { quantizeCheckpoint, type QuantFormat } from "../../src/quant/index.js";
 import { formatBytes, printJson } from "../output.js";
 import { progressBar } from "../progress.js";
+import { onInterrupt } from "../interrupt.js";
 
 interface Args {
   input: string;
@@ -37,9 +38,7 @@ export const quantizeCommand: CommandModule<object, Args> = {
       .option("json", { type: "boolean", description: "Print a JSON report" })
       .strict(),
   handler: async (args) => {
-    const ac = new AbortController();
-    const onSig = () => ac.abort();
-    process.once("SIGINT", onSig);
+    const intr = onInterrupt();
     const bar = args.json ? undefined : progressBar("quantize", 0, "tensors");
     try {
       const r = await quantizeCheckpoint(args.input, args.output, {
@@ -47,7 +46,7 @@ export const quantizeCommand: CommandModule<object, Args> = {
         blocksize: args.blocksize,
         doubleQuant: args["double-quant"],
         threshold: args.threshold,
-        signal: ac.signal,
+        signal: intr.signal,
         onProgress: bar ? (p) => bar.update(p.done, "", p.total) : undefined,
       });
       bar?.stop();
@@ -62,7 +61,7 @@ export const quantizeCommand: CommandModule<object, Args> = {
       );
     } finally {
       bar?.stop();
-      process.removeListener("SIGINT", onSig);
+      intr.release();
     }
   },
 };

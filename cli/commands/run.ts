@@ -4,6 +4,7 @@ import type { CommandModule } from "yargs";
 import { InputError } from "../../src/errors.js";
 import { parseShard, shardFromEnv } from "../../src/pipeline/cells.js";
 import type { ProgressMode } from "../../src/pipeline/progress.js";
+import { onInterrupt } from "../interrupt.js";
 
 // The pipeline (and vega, for the report) load only when the command runs.
 const STAGES = ["extract", "train", "transfer", "align", "splice", "bench", "compare"];
@@ -42,10 +43,7 @@ export const runCommand: CommandModule<object, Args> = {
       throw new InputError((e as Error).message);
     }
     const progress: ProgressMode = args["log-json"] ? "json" : process.stderr.isTTY ? "tty" : "plain";
-    const ac = new AbortController();
-    const onSig = () => ac.abort(Object.assign(new Error("interrupted: finished cells are kept; run again to resume"), { name: "AbortError" }));
-    process.once("SIGINT", onSig);
-    process.once("SIGTERM", onSig);
+    const intr = onInterrupt("interrupted: finished cells are kept; run again to resume", ["SIGINT", "SIGTERM"]);
     try {
       const { runExperiment } = await import("../../src/pipeline/index.js");
       const r = await runExperiment(args.config, {
@@ -56,7 +54,7 @@ export const runCommand: CommandModule<object, Args> = {
         devices: args.devices ? args.devices.split(",").map((s) => s.trim()).filter(Boolean) : undefined,
         check: args.check,
         progress,
-        signal: ac.signal,
+        signal: intr.signal,
       });
       if (args.check) {
         const lines = [`${r.check.models.length} model(s), ${r.check.prompts} prompts${r.check.splicePrompts ? ` (splice: the first ${r.check.splicePrompts})` : ""}${Object.keys(r.check.benchmarks).length ? `, benchmarks: ${Object.entries(r.check.benchmarks).map(([k, v]) => `${k} ${v}`).join(", ")}` : ""}`];
@@ -71,8 +69,7 @@ export const runCommand: CommandModule<object, Args> = {
       if (r.reportPath) process.stdout.write(`report:  ${r.reportPath}\n`);
       else if (r.run && r.run.pending.length) process.stdout.write(`${r.run.pending.length} cell(s) are left to other shards; 'qsae report ${r.rundir}' merges when they are done\n`);
     } finally {
-      process.off("SIGINT", onSig);
-      process.off("SIGTERM", onSig);
+      intr.release();
     }
   },
 };

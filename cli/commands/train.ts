@@ -5,6 +5,7 @@ import type { CommandModule } from "yargs";
 import { InputError } from "../../src/errors.js";
 import { parseTrainProgress, trainSae, type SaeArchitecture } from "../../src/sae/index.js";
 import { formatTable, printJson } from "../output.js";
+import { onInterrupt } from "../interrupt.js";
 
 interface Args {
   acts: string;
@@ -70,9 +71,7 @@ export const trainCommand: CommandModule<object, Args> = {
       })
       .strict(),
   handler: async (args) => {
-    const ac = new AbortController();
-    const onSigint = () => ac.abort();
-    process.once("SIGINT", onSigint);
+    const intr = onInterrupt();
     const tty = process.stderr.isTTY && !args.json;
     const bar = tty
       ? new cliProgress.SingleBar(
@@ -107,7 +106,7 @@ export const trainCommand: CommandModule<object, Args> = {
         bufferRows: args["buffer-rows"],
         checkpointEvery: args["checkpoint-every"],
         device: args.device,
-        signal: ac.signal,
+        signal: intr.signal,
         onProgress: (p) => {
           const t = parseTrainProgress(p);
           if (!t) return;
@@ -138,7 +137,7 @@ export const trainCommand: CommandModule<object, Args> = {
       );
     } finally {
       bar?.stop();
-      process.off("SIGINT", onSigint);
+      intr.release();
     }
   },
 };

@@ -4,6 +4,7 @@ import type { CommandModule } from "yargs";
 import { TRANSFER_METRICS, transferWithDetails } from "../../src/analysis/index.js";
 import type { Progress } from "../../src/native/cancel.js";
 import { formatTable, printJson } from "../output.js";
+import { onInterrupt } from "../interrupt.js";
 
 interface Args {
   sae: string;
@@ -52,9 +53,7 @@ export const transferCommand: CommandModule<object, Args> = {
       .strict(),
   handler: async (args) => {
     const onProgress = progressLine();
-    const ac = new AbortController();
-    const onSigint = () => ac.abort();
-    process.once("SIGINT", onSigint);
+    const intr = onInterrupt();
     try {
       const { result, details } = await transferWithDetails({
         sae: args.sae,
@@ -66,7 +65,7 @@ export const transferCommand: CommandModule<object, Args> = {
         resamples: args.resamples,
         seed: args.seed,
         device: args.device,
-        signal: ac.signal,
+        signal: intr.signal,
         onProgress,
       });
       clearProgress();
@@ -86,7 +85,7 @@ export const transferCommand: CommandModule<object, Args> = {
           "\n",
       );
     } finally {
-      process.off("SIGINT", onSigint);
+      intr.release();
       clearProgress();
     }
   },

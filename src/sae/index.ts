@@ -3,7 +3,7 @@
 import { withCallSite } from "../errors.js";
 import { native } from "../native/addon.js";
 import { runJob, type JobOptions } from "../native/cancel.js";
-import type { NativeSae } from "../native/types.js";
+import type { NativeSae, NativeSaeEval } from "../native/types.js";
 import { nativeTensor, Tensor } from "../tensor.js";
 import { DisposedError } from "../errors.js";
 
@@ -175,17 +175,8 @@ export async function trainSae(opts: TrainSaeOptions): Promise<TrainSaeResult> {
   return runJob({ signal, onProgress }, (o) => native().trainSae({ ...args, ...o }));
 }
 
-export interface SaeEval {
-  mse: number;
-  explained_variance: number;
-  l0: number;
-  l1: number;
-  dead_fraction: number;
-  n_tokens: number;
-  d_in: number;
-  d_sae: number;
-  density_histogram: { log10_edges: number[]; counts: number[] };
-}
+/** Reconstruction metrics of evalSae (the native result as is). */
+export type SaeEval = NativeSaeEval;
 
 export interface EvalSaeOptions extends JobOptions {
   hook?: string;
