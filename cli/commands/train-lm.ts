@@ -25,6 +25,7 @@ interface Args {
   seed: number;
   "max-minutes"?: number;
   "save-dtype": "bf16" | "fp32" | "fp16";
+  device: string;
   json?: boolean;
 }
 
@@ -50,8 +51,9 @@ export const trainLmCommand: CommandModule<object, Args> = {
       .option("lr", { type: "number", default: 3e-3 })
       .option("weight-decay", { type: "number", default: 0.1 })
       .option("seed", { type: "number", default: 0 })
-      .option("max-minutes", { type: "number", description: "Stop training after this many minutes" })
+      .option("max-minutes", { type: "number", description: "Time limit: after a few timed steps the schedule is shortened to fit it" })
       .option("save-dtype", { choices: ["bf16", "fp32", "fp16"] as const, default: "bf16" as const })
+      .option("device", { type: "string", default: "cpu", description: "Where to train: cpu, cuda, cuda:1, ... (TF32 matmuls on CUDA)" })
       .option("json", { type: "boolean", description: "Print the training report as JSON" })
       .check((a) => {
         if (a["d-model"] % a.heads !== 0) throw new Error(`--d-model ${a["d-model"]} is not divisible by --heads ${a.heads}`);
@@ -85,6 +87,7 @@ export const trainLmCommand: CommandModule<object, Args> = {
       seed: a.seed,
       maxSeconds: a["max-minutes"] ? a["max-minutes"] * 60 : undefined,
       saveDtype: a["save-dtype"],
+      device: a.device,
       command: `qsae ${process.argv.slice(2).join(" ")}`,
       log: (l) => bar.log(l),
       onProgress: (p) => bar.update(p.done, p.message),

@@ -15,6 +15,7 @@ namespace {
 Napi::Object curve_to_js(Napi::Env env, const train::LmTrainResult& r) {
   auto o = Napi::Object::New(env);
   o.Set("steps", double(r.steps));
+  o.Set("scheduledSteps", double(r.scheduled_steps));
   o.Set("tokens", double(r.tokens));
   o.Set("seconds", r.seconds);
   o.Set("finalTrainLoss", r.final_train_loss);
@@ -30,9 +31,10 @@ Napi::Object curve_to_js(Napi::Env env, const train::LmTrainResult& r) {
   return o;
 }
 
-model::LoadOptions fp32_cpu() {
+model::LoadOptions fp32_on(const std::string& device) {
   model::LoadOptions lo;
   lo.precision = model::Precision::FP32;
+  lo.device = device;
   return lo;
 }
 }  // namespace
@@ -52,8 +54,8 @@ void init_train(Napi::Env env, Napi::Object exports) {
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
   });
 
-  // lmTrain(dir, trainTokens, heldoutTokens, opts): loads DIR at fp32, trains, writes DIR/model.safetensors
-  // in opts.saveDtype (default bf16) atomically, resolves with the losses.
+  // lmTrain(dir, trainTokens, heldoutTokens, opts): loads DIR at fp32 on opts.device (default cpu), trains,
+  // writes DIR/model.safetensors in opts.saveDtype (default bf16) atomically, resolves with the losses.
   export_function(env, exports, "lmTrain", [](const Napi::CallbackInfo& info) -> Napi::Value {
     std::string dir = arg_string(info, 0, "dir");
     at::Tensor train_tokens = tensor_arg(info[1], "trainTokens");
@@ -73,6 +75,7 @@ void init_train(Napi::Env env, Napi::Object exports) {
     if (auto v = opt_number(o, "evalWindows")) t.eval_windows = int64_t(*v);
     if (auto v = opt_number(o, "maxSeconds")) t.max_seconds = *v;
     at::ScalarType save = dtype_from_name(opt_string(o, "saveDtype").value_or("bf16"));
+    std::string device = opt_string(o, "device").value_or("cpu");
     auto cancel = opt_cancel(o);
     ProgressSink sink(info.Env(), o);
     auto progress = sink.fn();
@@ -80,10 +83,10 @@ void init_train(Napi::Env env, Napi::Object exports) {
     return run_async<train::LmTrainResult>(
         info.Env(),
         [=] {
-          auto m = model::Model::load(dir, fp32_cpu());
+          auto m = model::Model::load(dir, fp32_on(device));
           auto r = train::train_lm(*m, train_tokens, heldout, t, progress, cancel.get());
           std::vector<std::pair<std::string, at::Tensor>> out;
-          for (auto& [name, p] : train::trainable_parameters(*m)) out.emplace_back(name, p.detach().to(save));
+          for (auto& [name, p] : train::trainable_parameters(*m)) out.emplace_back(name, p.detach().to(at::kCPU).to(save));
           save_safetensors(join_path(dir, "model.safetensors"), out, {{"format", "pt"}});
           return r;
         },

@@ -1,6 +1,7 @@
 // AdamW training loop for small LMs on top of Model::forward_train (autograd through plain ATen ops).
 #include "train/lm_trainer.h"
 
+#include <ATen/Context.h>
 #include <ATen/core/grad_mode.h>
 
 #include <chrono>
@@ -32,6 +33,22 @@ at::Tensor gather_windows(const at::Tensor& tokens, const std::vector<int64_t>& 
   for (int64_t s : starts) rows.push_back(tokens.slice(0, s, s + seq_len + 1));
   return at::stack(rows);
 }
+
+// Lets cuBLAS use TF32 tensor cores for fp32 matmuls for a scope (restores the previous setting).
+class Tf32Scope {
+ public:
+  explicit Tf32Scope(bool on) : previous_(at::globalContext().allowTF32CuBLAS()), on_(on) {
+    if (on_) at::globalContext().setAllowTF32CuBLAS(true);
+  }
+  ~Tf32Scope() {
+    if (on_) at::globalContext().setAllowTF32CuBLAS(previous_);
+  }
+  Tf32Scope(const Tf32Scope&) = delete;
+  Tf32Scope& operator=(const Tf32Scope&) = delete;
+
+ private:
+  bool previous_, on_;
+};
 
 at::Tensor next_token_loss(const model::Model& m, const at::Tensor& batch) {
   at::Tensor input = batch.slice(1, 0, batch.size(1) - 1).to(m.device());
@@ -71,6 +88,8 @@ LmTrainResult train_lm(model::Model& m, const at::Tensor& train_tokens, const at
     exp_avg.push_back(at::zeros_like(p));
     exp_avg_sq.push_back(at::zeros_like(p));
   }
+  // On CUDA, fp32 matmuls may use TF32 tensor cores while training.
+  Tf32Scope tf32(m.device().is_cuda());
   std::mt19937_64 rng(o.seed);
   std::uniform_int_distribution<int64_t> pick(0, span);
   LmTrainResult r;
@@ -78,15 +97,27 @@ LmTrainResult train_lm(model::Model& m, const at::Tensor& train_tokens, const at
   auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
 
-  for (int64_t step = 0; step < o.steps; ++step) {
+  // With a time limit, the schedule is fitted to it: after a few timed steps the run is shortened (never
+  // lengthened) to the steps that fit, so the cosine decay still ends at its floor.
+  int64_t total = o.steps;
+  constexpr int64_t kTimedFrom = 5, kTimedTo = 25;
+  double timed_start = 0;
+  for (int64_t step = 0; step < total; ++step) {
     check_cancel(cancel);
     if (o.max_seconds > 0 && elapsed() > o.max_seconds) break;
+    if (o.max_seconds > 0 && step == kTimedFrom) timed_start = elapsed();
+    if (o.max_seconds > 0 && step == kTimedTo && total > kTimedTo) {
+      const double per_step = (elapsed() - timed_start) / double(kTimedTo - kTimedFrom);
+      const double evals = o.eval_every > 0 ? double(total) / double(o.eval_every) + 1 : 1;
+      const double left = o.max_seconds * 0.95 - elapsed() - evals * per_step;  // an evaluation costs about a step
+      total = std::min(total, step + std::max<int64_t>(1, int64_t(left / per_step)));
+    }
     // Warm-up then cosine decay to lr * min_lr_ratio.
     double lr = o.lr;
     if (step < o.warmup_steps) {
       lr = o.lr * double(step + 1) / double(o.warmup_steps);
     } else {
-      double progress_frac = double(step - o.warmup_steps) / double(std::max<int64_t>(1, o.steps - o.warmup_steps));
+      double progress_frac = double(step - o.warmup_steps) / double(std::max<int64_t>(1, total - o.warmup_steps));
       lr = o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * progress_frac)));
     }
     std::vector<int64_t> starts(o.batch_size);
@@ -98,10 +129,11 @@ LmTrainResult train_lm(model::Model& m, const at::Tensor& train_tokens, const at
     QSAE_CHECK(std::isfinite(loss_v), "training diverged at step ", step, " (loss ", loss_v, ")");
     {
       c10::NoGradGuard no_grad;
-      double sq = 0;
+      // The global gradient norm with one device sync (per-tensor sums of squares, added in fp64).
+      std::vector<at::Tensor> sums;
       for (auto& [name, p] : params)
-        if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
-      const double norm = std::sqrt(sq);
+        if (p.grad().defined()) sums.push_back(p.grad().pow(2).sum());
+      const double norm = sums.empty() ? 0.0 : std::sqrt(at::stack(sums).to(at::kDouble).sum().item<double>());
       const double clip = (o.grad_clip > 0 && norm > o.grad_clip) ? o.grad_clip / (norm + 1e-6) : 1.0;
       const double bc1 = 1 - std::pow(o.beta1, double(step + 1));
       const double bc2 = 1 - std::pow(o.beta2, double(step + 1));
@@ -120,7 +152,7 @@ LmTrainResult train_lm(model::Model& m, const at::Tensor& train_tokens, const at
     if (recent.size() > 50) recent.erase(recent.begin());
     r.steps = step + 1;
     r.tokens += o.batch_size * o.seq_len;
-    const bool last = step + 1 == o.steps;
+    const bool last = step + 1 == total;
     if (heldout_tokens.defined() && ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last)) {
       r.heldout_curve.emplace_back(step + 1, lm_eval_loss(m, heldout_tokens, o.seq_len, o.eval_windows));
     }
@@ -128,7 +160,7 @@ LmTrainResult train_lm(model::Model& m, const at::Tensor& train_tokens, const at
       std::ostringstream msg;
       msg << "loss " << loss_v << " lr " << lr;
       if (!r.heldout_curve.empty()) msg << " held-out " << r.heldout_curve.back().second;
-      progress({"train", double(step + 1), double(o.steps), "steps", msg.str()});
+      progress({"train", double(step + 1), double(total), "steps", msg.str()});
     }
   }
   for (auto& [name, p] : params) {
@@ -136,6 +168,7 @@ LmTrainResult train_lm(model::Model& m, const at::Tensor& train_tokens, const at
     p.requires_grad_(false);
   }
   r.seconds = elapsed();
+  r.scheduled_steps = total;
   double s = 0;
   for (double v : recent) s += v;
   r.final_train_loss = recent.empty() ? 0 : s / recent.size();

@@ -26,11 +26,12 @@ struct LmTrainOptions {
   uint64_t seed = 0;
   int64_t eval_every = 250;     // steps between held-out evaluations (0: only at the end)
   int64_t eval_windows = 64;    // held-out windows per evaluation (fixed, evenly spaced)
-  double max_seconds = 0;       // stop early after this wall time (0: no limit)
+  double max_seconds = 0;       // time limit (0: none): the schedule is shortened to fit it, then a hard stop
 };
 
 struct LmTrainResult {
   int64_t steps = 0;
+  int64_t scheduled_steps = 0;  // the schedule's length: LmTrainOptions::steps, or fewer to fit max_seconds
   int64_t tokens = 0;
   double seconds = 0;
   double final_train_loss = 0;  // mean over the last 50 steps

@@ -322,10 +322,14 @@ export interface LmTrainOptions extends NativeJobOptions {
   evalWindows?: number;
   maxSeconds?: number;
   saveDtype?: DTypeName;
+  /** where to train: "cpu" (default) or "cuda", "cuda:1", ... */
+  device?: string;
 }
 
 export interface LmTrainResult {
   steps: number;
+  /** the schedule's length: the requested steps, or fewer to fit the time limit */
+  scheduledSteps: number;
   tokens: number;
   seconds: number;
   finalTrainLoss: number;

@@ -46,6 +46,8 @@ export interface TrainLmOptions extends JobOptions {
   seed: number;
   maxSeconds?: number;
   saveDtype?: "bf16" | "fp32" | "fp16";
+  /** where the training steps run: "cpu" (default), "cuda", "cuda:1", ... */
+  device?: string;
   evalWindows?: number;
   /** the command line that produced the model, recorded in train_report.json */
   command?: string;
@@ -61,7 +63,7 @@ export interface TrainLmReport {
   heldout_tokens: number;
   arch: LmArchitecture;
   parameters: number;
-  schedule: { seq_len: number; batch_size: number; steps: number; warmup_steps: number; lr: number; weight_decay: number; seed: number };
+  schedule: { seq_len: number; batch_size: number; steps: number; warmup_steps: number; lr: number; weight_decay: number; seed: number; device: string };
   result: LmTrainResult;
   heldout_loss_nats: number;
   heldout_bits_per_byte: number;
@@ -208,6 +210,7 @@ export async function trainLm(o: TrainLmOptions): Promise<TrainLmReport> {
         seed: o.seed,
         maxSeconds: o.maxSeconds,
         saveDtype: dtype,
+        device: o.device ?? "cpu",
         evalWindows,
         evalEvery: Math.max(50, Math.floor(o.steps / 10)),
       }),
@@ -234,7 +237,7 @@ export async function trainLm(o: TrainLmOptions): Promise<TrainLmReport> {
       heldout_tokens: heldIds.length,
       arch,
       parameters: parameterCount(arch),
-      schedule: { seq_len: o.seqLen, batch_size: o.batchSize, steps: o.steps, warmup_steps: o.warmupSteps, lr: o.lr, weight_decay: o.weightDecay, seed: o.seed },
+      schedule: { seq_len: o.seqLen, batch_size: o.batchSize, steps: o.steps, warmup_steps: o.warmupSteps, lr: o.lr, weight_decay: o.weightDecay, seed: o.seed, device: o.device ?? "cpu" },
       result,
       heldout_loss_nats: saved,
       heldout_bits_per_byte: (saved / Math.LN2) * tokensPerByte,

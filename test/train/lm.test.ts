@@ -56,6 +56,31 @@ describe("trainLm", () => {
     expect(again.loss).toBeCloseTo(report.heldout_loss_nats, 5);
   });
 
+  it("fits the schedule to a time limit instead of stopping mid-schedule", async () => {
+    const corpus = join(dir, "corpus");
+    if (!existsSync(corpus)) writeCorpus(corpus);
+    const report = await trainLm({
+      corpus: [corpus],
+      out: join(dir, "timed-model"),
+      heldOutFraction: 0.2,
+      arch: { vocabSize: 300, hiddenSize: 16, layers: 1, heads: 2, kvHeads: 1, intermediateSize: 32, maxPositions: 64, ropeTheta: 10000 },
+      seqLen: 16,
+      batchSize: 4,
+      steps: 10_000_000,
+      warmupSteps: 2,
+      lr: 1e-2,
+      weightDecay: 0.0,
+      seed: 1,
+      maxSeconds: 2,
+      saveDtype: "fp32",
+      evalWindows: 4,
+    });
+    expect(report.result.scheduledSteps).toBeGreaterThan(25);
+    expect(report.result.scheduledSteps).toBeLessThan(10_000_000);
+    expect(report.result.steps).toBeLessThanOrEqual(report.result.scheduledSteps);
+    expect(report.schedule.device).toBe("cpu");
+  });
+
   it("rejects a missing corpus folder with one clear message", async () => {
     await expect(
       trainLm({
