@@ -50,11 +50,47 @@ struct Sparse {
 
 }  // namespace
 
+void jumprelu_epilogue_cpu(float* pre, const float* b_enc, const float* thr, float* f, int64_t B, int64_t S) {
+  at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      float* p = pre + b * S;
+      float* fr = f + b * S;
+      for (int64_t j = 0; j < S; ++j) {
+        float v = p[j];
+        if (b_enc) v += b_enc[j];
+        p[j] = v;
+        fr[j] = v > thr[j] ? v : 0.f;
+      }
+    }
+  });
+}
+
+void jumprelu_backward_epilogue_cpu(float* gf, const float* pre, const float* thr, float* gthr, int64_t B, int64_t S,
+                                    float l1_over_n, float bandwidth) {
+  const float half = bandwidth / 2;
+  // Threads take blocks of latents and walk all rows, so each threshold's sum runs over the rows in order
+  // whatever the thread count (deterministic, no atomics).
+  at::parallel_for(0, S, 256, [&](int64_t j0, int64_t j1) {
+    std::vector<double> acc(j1 - j0, 0.0);
+    for (int64_t b = 0; b < B; ++b) {
+      float* g = gf + b * S;
+      const float* p = pre + b * S;
+      for (int64_t j = j0; j < j1; ++j) {
+        if (std::fabs(p[j] - thr[j]) < half) acc[j - j0] += double(-thr[j] * g[j] - l1_over_n);
+        if (!(p[j] > thr[j])) g[j] = 0.f;
+      }
+    }
+    for (int64_t j = j0; j < j1; ++j) gthr[j] = float(acc[j - j0] / bandwidth);
+  });
+}
+
 StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, const LossOptions& o) {
   const std::string& A = s.architecture;
-  QSAE_CHECK(A == "relu" || A == "topk" || A == "batchtopk", "fused CPU step supports relu, topk and batchtopk, not ",
-             A);
+  const bool jr = A == "jumprelu";
+  QSAE_CHECK(A == "relu" || A == "topk" || A == "batchtopk" || jr,
+             "fused CPU step supports relu, topk, batchtopk and jumprelu, not ", A);
   QSAE_CHECK(s.W_enc.scalar_type() == at::kFloat && !s.W_enc.is_cuda(), "fused CPU step needs fp32 CPU parameters");
+  QSAE_CHECK(!jr || s.threshold.defined(), "fused CPU step: jumprelu needs a threshold");
   c10::NoGradGuard ng;
   const int64_t B = x_in.size(0), D = s.d_in, S = s.d_sae;
   const at::Tensor x = x_in.to(at::kFloat).contiguous();
@@ -68,14 +104,22 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   const float* Xin = xin.data_ptr<float>();
   const double l1c = o.l1_coef;
   StepResult r;
+  // jumprelu: threshold, and the straight-through window |pre - thr| < ε/2 of its pseudo-derivatives.
+  const at::Tensor thr = jr ? s.threshold.to(at::kFloat).contiguous() : at::Tensor();
+  const float* T = jr ? thr.data_ptr<float>() : nullptr;
+  const float bw = float(kJumpReluBandwidth), half_bw = bw / 2;
+  const float l1_over_n = float(l1c / B);
 
-  // Decoder row norms (for the norm-weighted L1).
-  at::Tensor wnorm = o.l1_norm_weighted ? W_dec.norm(2, {1}).contiguous() : at::ones({S}, x.options());
+  // Decoder row norms (for the norm-weighted L1; jumprelu's penalty counts latents and is never weighted).
+  const bool weighted = o.l1_norm_weighted && !jr;
+  at::Tensor wnorm = weighted ? W_dec.norm(2, {1}).contiguous() : at::ones({S}, x.options());
   const float* Wn = wnorm.data_ptr<float>();
 
   // ---- epilogue: activation + selection into sparse rows ----
   Sparse sp;
   sp.rowptr.assign(B + 1, 0);
+  Sparse nr;  // jumprelu: inactive entries inside the threshold window (only their dL/df is needed)
+  nr.rowptr.assign(B + 1, 0);
   const bool topk = A == "topk", btk = A == "batchtopk";
   const int64_t K = std::min<int64_t>(s.k, S);
   float bthr = 0;
@@ -89,30 +133,43 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
       r.batch_threshold = bthr;
     }
     const float lo = btk ? bthr : 0.f;
-    std::vector<int64_t> cnt(B, 0);
+    std::vector<int64_t> cnt(B, 0), ncnt(B, 0);
     at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const float* row = P + b * S;
-        int64_t c = 0;
-        for (int64_t j = 0; j < S; ++j) c += (row[j] > 0.f && row[j] >= lo);
+        int64_t c = 0, n = 0;
+        if (jr) {
+          for (int64_t j = 0; j < S; ++j) {
+            const bool on = row[j] > T[j];
+            c += on;
+            n += !on && std::fabs(row[j] - T[j]) < half_bw;
+          }
+        } else {
+          for (int64_t j = 0; j < S; ++j) c += (row[j] > 0.f && row[j] >= lo);
+        }
         cnt[b] = c;
+        ncnt[b] = n;
       }
     });
-    for (int64_t b = 0; b < B; ++b) sp.rowptr[b + 1] = sp.rowptr[b] + cnt[b];
+    for (int64_t b = 0; b < B; ++b) sp.rowptr[b + 1] = sp.rowptr[b] + cnt[b], nr.rowptr[b + 1] = nr.rowptr[b] + ncnt[b];
   }
   const int64_t nnz = sp.rowptr[B];
-  const bool dense_relu = A == "relu" && nnz > o.dense_threshold * double(B) * double(S);
+  const bool dense_act = (A == "relu" || jr) && nnz > o.dense_threshold * double(B) * double(S);
   // topk with many latents per row (k / d_sae above the threshold, e.g. k 32 of 256): torch's top-k and dense
   // GEMMs beat the per-row selection and sparse loops. Not while the aux-k loss has dead latents to train.
   const bool aux_live = topk && o.aux_coef > 0 && o.aux_k > 0 && o.dead_mask.defined() && o.dead_mask.any().item<bool>();
   const bool dense_topk = topk && !aux_live && double(K) > o.dense_threshold * double(S);
 
-  if (dense_relu || dense_topk) {
-    // Dense activations: dense matmuls, fused epilogues (the selected latents are those with f > 0).
+  if (dense_act || dense_topk) {
+    // Dense activations: dense matmuls, fused epilogues (the selected latents are those with f > 0; jumprelu:
+    // pre > thr, keeping pre for the threshold window).
     at::Tensor f;
     if (dense_topk) {
       auto tk = at::topk(pre, K, 1);
       f = at::zeros_like(pre).scatter_(1, std::get<1>(tk), std::get<0>(tk).relu_());
+    } else if (jr) {
+      f = at::empty_like(pre);
+      jumprelu_epilogue_cpu(P, nullptr, T, f.data_ptr<float>(), B, S);
     } else {
       f = pre.relu_();
     }
@@ -120,27 +177,34 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
     at::Tensor e = x_hat.sub_(x);
     r.mse = e.pow(2).mean().item<double>();
     at::Tensor g = e.mul_(2.0 / double(B * D));
-    r.l1 = (f.mv(wnorm)).sum().item<double>() / B;
+    r.l1 = jr ? double(nnz) / B : (f.mv(wnorm)).sum().item<double>() / B;
     at::Tensor gf = g.mm(W_dec.t()).contiguous();  // [B, S]
     float* GF = gf.data_ptr<float>();
     const float* F = f.data_ptr<float>();
-    at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        float* gr = GF + b * S;
-        const float* fr = F + b * S;
-        for (int64_t j = 0; j < S; ++j) gr[j] = fr[j] > 0.f ? gr[j] + float(l1c * Wn[j] / B) : 0.f;
-      }
-    });
+    if (jr) {
+      r.gthreshold = at::empty({S}, x.options());
+      jumprelu_backward_epilogue_cpu(GF, P, T, r.gthreshold.data_ptr<float>(), B, S, l1_over_n, bw);
+    } else {
+      at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          float* gr = GF + b * S;
+          const float* fr = F + b * S;
+          for (int64_t j = 0; j < S; ++j) gr[j] = fr[j] > 0.f ? gr[j] + float(l1c * Wn[j] / B) : 0.f;
+        }
+      });
+    }
     r.gW_dec = f.t().mm(g);
     at::Tensor colsum = f.sum(0);
-    if (o.l1_norm_weighted && l1c != 0)
+    if (weighted && l1c != 0)
       r.gW_dec.add_(W_dec * (colsum / wnorm.clamp_min(1e-12) * float(l1c / B)).unsqueeze(1));
     r.gW_enc = xin.t().mm(gf);
     r.gb_enc = gf.sum(0);
     r.gb_dec = g.sum(0);
     if (s.apply_b_dec_to_input) r.gb_dec.sub_(W_enc.mv(r.gb_enc));
     r.fired = (f > 0).sum(0).to(at::kLong);
-    r.l0 = dense_topk ? r.fired.sum().item<double>() / B : double(nnz) / B;
+    r.l0 = dense_topk ? r.fired.sum().item<double>() / B
+           : jr       ? (f != 0).sum().item<double>() / B
+                      : double(nnz) / B;
     r.loss = r.mse + l1c * r.l1;
     return r;
   }
@@ -148,6 +212,8 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   sp.col.resize(nnz);
   sp.val.resize(nnz);
   sp.grad.assign(nnz, 0.f);
+  nr.col.resize(nr.rowptr[B]);
+  nr.grad.assign(nr.rowptr[B], 0.f);
   {
     const float lo = btk ? bthr : 0.f;
     at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
@@ -162,6 +228,16 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
           for (int64_t t = 0; t < K; ++t) {
             sp.col[o0 + t] = cand[t];
             sp.val[o0 + t] = std::max(row[cand[t]], 0.f);
+          }
+        } else if (jr) {
+          int64_t t = o0, q = nr.rowptr[b];
+          for (int64_t j = 0; j < S; ++j) {
+            if (row[j] > T[j]) {
+              sp.col[t] = int32_t(j);
+              sp.val[t++] = row[j];
+            } else if (std::fabs(row[j] - T[j]) < half_bw) {
+              nr.col[q++] = int32_t(j);
+            }
           }
         } else {
           int64_t t = o0;
@@ -201,18 +277,37 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
         gr[i] = e * gscale;
       }
       row_sq[b] = sq;
-      // gradient at the active entries: dL/dpre = g . W_dec[c] + l1 * w_c / B  (only where pre > 0)
-      for (int64_t t = sp.rowptr[b]; t < sp.rowptr[b + 1]; ++t)
-        if (sp.val[t] > 0.f) sp.grad[t] = dot(gr, Wd + int64_t(sp.col[t]) * D, D) + float(l1c * Wn[sp.col[t]] / B);
+      if (jr) {
+        // dL/dpre = dL/df = g . W_dec[c] at the active entries (the L0 penalty has no gradient in pre); dL/df
+        // also in the inactive part of the threshold window, for the threshold's pseudo-derivative
+        for (int64_t t = sp.rowptr[b]; t < sp.rowptr[b + 1]; ++t) sp.grad[t] = dot(gr, Wd + int64_t(sp.col[t]) * D, D);
+        for (int64_t q = nr.rowptr[b]; q < nr.rowptr[b + 1]; ++q) nr.grad[q] = dot(gr, Wd + int64_t(nr.col[q]) * D, D);
+      } else {
+        // gradient at the active entries: dL/dpre = g . W_dec[c] + l1 * w_c / B  (only where pre > 0)
+        for (int64_t t = sp.rowptr[b]; t < sp.rowptr[b + 1]; ++t)
+          if (sp.val[t] > 0.f) sp.grad[t] = dot(gr, Wd + int64_t(sp.col[t]) * D, D) + float(l1c * Wn[sp.col[t]] / B);
+      }
     }
   });
   double sq = 0, l1 = 0;
   int64_t active = 0;
   for (int64_t b = 0; b < B; ++b) sq += row_sq[b], l1 += row_l1[b];
-  for (int64_t t = 0; t < nnz; ++t) active += sp.val[t] > 0.f;
+  for (int64_t t = 0; t < nnz; ++t) active += sp.val[t] != 0.f;
   r.mse = sq / double(B * D);
-  r.l1 = l1 / B;
+  r.l1 = jr ? double(nnz) / B : l1 / B;
   r.l0 = double(active) / B;
+  if (jr) {
+    // threshold: (-thr * dL/df - l1 / B) / ε summed over the entries in its window, active or not (few: serial)
+    std::vector<double> acc(S, 0.0);
+    for (int64_t t = 0; t < nnz; ++t) {
+      const int32_t c = sp.col[t];
+      if (std::fabs(sp.val[t] - T[c]) < half_bw) acc[c] += double(-T[c] * sp.grad[t] - l1_over_n);
+    }
+    for (size_t q = 0; q < nr.col.size(); ++q) acc[nr.col[q]] += double(-T[nr.col[q]] * nr.grad[q] - l1_over_n);
+    r.gthreshold = at::empty({S}, x.options());
+    float* GT = r.gthreshold.data_ptr<float>();
+    for (int64_t j = 0; j < S; ++j) GT[j] = float(acc[j] / bw);
+  }
 
   // ---- aux-k (topk family): reconstruct the residual from the top aux_k dead latents ----
   Sparse ax;
@@ -328,7 +423,7 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
       }
       GBE[j] = float(gb);
       FIRED[j] = fired;
-      if (o.l1_norm_weighted && l1c != 0 && fsum != 0) {
+      if (weighted && l1c != 0 && fsum != 0) {
         float c = float(l1c / B * fsum / std::max(Wn[j], 1e-12f));
         axpy(c, Wd + j * D, gd, D);
       }
@@ -366,6 +461,7 @@ StepResult autograd_forward_backward(const Sae& s0, const at::Tensor& x, const L
   r.gb_enc = s.b_enc.grad();
   r.gW_dec = s.W_dec.grad();
   r.gb_dec = s.b_dec.grad();
+  if (s.architecture == "jumprelu") r.gthreshold = s.threshold.grad();
   return r;
 }
 

@@ -1,9 +1,13 @@
 // Fused CPU training step for SAEs: forward + hand-written backward, no autograd.
 //   Encoder: one matmul with the bias folded in (addmm), then a single epilogue pass per row that applies
 //   the activation and selects the active latents (relu: pre > 0; topk: the k largest; batchtopk: above the
-//   batch-wide k*N-th value) into a sparse row list. Decoder and backward then touch only active latents
-//   (gather of decoder rows, per-latent accumulation of dW_dec and dW_enc), so for the top-k family only the
-//   encoder matmul is dense. relu switches to dense matmuls when its activations are dense (> 5%).
+//   batch-wide k*N-th value; jumprelu: pre > threshold) into a sparse row list. Decoder and backward then
+//   touch only active latents (gather of decoder rows, per-latent accumulation of dW_dec and dW_enc), so for
+//   the top-k family only the encoder matmul is dense. relu and jumprelu switch to dense matmuls when their
+//   activations are dense (> 5%).
+//   jumprelu's threshold gradient (the straight-through pseudo-derivatives of sae.h) needs dL/df only at the
+//   entries within ε/2 of the threshold: the sparse path computes those few dot products, the dense path reads
+//   them from dL/df in the backward epilogue (jumprelu_backward_epilogue_cpu).
 // Gradients are exactly those of Sae::forward's loss  mse + l1_coef * l1 + aux_coef * aux  (checked against
 // autograd in test/native/test_sae_fused.cpp). Deterministic for a fixed thread count (no atomics).
 #pragma once
@@ -14,8 +18,8 @@
 namespace qsae::sae {
 
 struct LossOptions {
-  double l1_coef = 0;          // relu (and batchtopk/topk when > 0)
-  bool l1_norm_weighted = false;
+  double l1_coef = 0;          // relu (and batchtopk/topk when > 0); jumprelu: the weight of its L0 penalty
+  bool l1_norm_weighted = false;  // not for jumprelu (its penalty counts latents)
   double aux_coef = 0;         // topk family: aux-k loss weight
   int64_t aux_k = 0;
   at::Tensor dead_mask;        // [d_sae] bool: latents counted as dead (aux-k)
@@ -27,8 +31,8 @@ struct StepResult {
   double loss = 0, mse = 0, l1 = 0, l0 = 0, aux = 0;
   double batch_threshold = 0;  // batchtopk: smallest kept activation this batch
   at::Tensor fired;            // [d_sae] int64: rows in which each latent was active
-  // Gradients, same shapes as the parameters (W_enc [d_in,d_sae], ...); threshold unused here.
-  at::Tensor gW_enc, gb_enc, gW_dec, gb_dec;
+  // Gradients, same shapes as the parameters (W_enc [d_in,d_sae], ...); gthreshold for jumprelu only.
+  at::Tensor gW_enc, gb_enc, gW_dec, gb_dec, gthreshold;
 };
 
 // One fused forward/backward on fp32 CPU parameters. x [N, d_in] fp32.
@@ -37,6 +41,14 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x, const L
 // Reference: the same step through Sae::forward and autograd (plain ATen ops). Parameters must be leaf
 // fp32 tensors; they are given requires_grad temporarily.
 StepResult autograd_forward_backward(const Sae& s, const at::Tensor& x, const LossOptions& o);
+
+// jumprelu epilogues on raw fp32 row-major buffers (the dense CPU path's):
+//   forward, in place on pre [B, S]: pre += b_enc (when not null); f = pre > thr ? pre : 0.
+//   backward, in place on gf [B, S] (= dL/df): gthr[j] = sum over rows with |pre - thr_j| < bandwidth/2 of
+//   (-thr_j * gf - l1_over_n) / bandwidth; then gf = pre > thr ? gf : 0 (= dL/dpre).
+void jumprelu_epilogue_cpu(float* pre, const float* b_enc, const float* thr, float* f, int64_t B, int64_t S);
+void jumprelu_backward_epilogue_cpu(float* gf, const float* pre, const float* thr, float* gthr, int64_t B, int64_t S,
+                                    float l1_over_n, float bandwidth);
 
 // Adam, fused: one pass per element (m, v, bias correction, update). `step` counts from 1.
 void adam_step_fused_cpu(at::Tensor& p, const at::Tensor& g, at::Tensor& m, at::Tensor& v, int64_t step, double lr,

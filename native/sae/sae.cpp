@@ -87,8 +87,8 @@ ForwardResult Sae::forward(const at::Tensor& x_in, bool l1_norm_weighted, const 
     auto flat_idx = std::get<1>(at::topk(a.reshape({-1}), kk, 0, true, false));
     auto mask = at::zeros({a.numel()}, a.options().dtype(at::kBool)).index_fill_(0, flat_idx, true).reshape(a.sizes());
     r.latents = a * mask.to(a.scalar_type());
-  } else {  // jumprelu, with straight-through pseudo-derivatives for the threshold (rectangle kernel, eps 1e-3)
-    const double eps = 1e-3;
+  } else {  // jumprelu, with straight-through pseudo-derivatives for the threshold (rectangle kernel)
+    const double eps = kJumpReluBandwidth;
     auto thr = as_compute(threshold, ct);
     auto z = pre;
     auto on = (z > thr).to(ct);

@@ -10,7 +10,8 @@
 //   jumprelu:  f = pre * (pre > threshold)
 //   x_hat = f @ W_dec + b_dec                                           W_dec [d_sae, d_in]
 // Losses: mse = mean over elements of (x_hat - x)^2; l1 = mean over rows of sum_j |f_j| (times ||W_dec_j||
-// when the L1 is norm-weighted); l0 = mean number of non-zero latents per row.
+// when the L1 is norm-weighted; jumprelu: the mean count of pre > threshold, its sparsity penalty);
+// l0 = mean number of non-zero latents per row.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -26,6 +27,10 @@ using json = nlohmann::json;
 // "relu" | "topk" | "batchtopk" | "jumprelu". SAELens's "standard" maps to "relu"; throws TypeError otherwise.
 std::string canonical_architecture(const std::string& name);
 bool is_topk_family(const std::string& arch);  // topk, batchtopk
+
+// jumprelu's straight-through bandwidth ε: the threshold's pseudo-derivatives use the rectangle kernel
+// K(u) = [|u| < 1/2] at u = (pre - threshold) / ε, i.e. d f/dθ = -θ K / ε and d H(pre - θ)/dθ = -K / ε.
+constexpr double kJumpReluBandwidth = 1e-3;
 
 // Everything a forward pass produces. Tensors that do not apply are undefined.
 struct ForwardResult {

@@ -329,22 +329,14 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
       StepResult r;
       if (dev.is_cuda()) {
         r = cuda_forward_backward(m.sae, x, o, c.bf16_matmul);
-      } else if (c.fused && arch != "jumprelu") {
+      } else if (c.fused) {
         r = fused_forward_backward_cpu(m.sae, x, o);
       } else {
         r = autograd_forward_backward(m.sae, x, o);
       }
-      at::Tensor grads[5] = {r.gW_enc, r.gb_enc, r.gW_dec, r.gb_dec, {}};
-      if (arch == "jumprelu") {
-        // threshold gradient through the reference path's pseudo-derivatives
-        c10::AutoGradMode g(true);
-        Sae tmp = m.sae;
-        tmp.threshold = m.sae.threshold.detach().clone().requires_grad_(true);
-        auto fr = tmp.forward(x, c.l1_norm_weighted);
-        auto loss = fr.mse + o.l1_coef * fr.l1;
-        loss.backward();
-        grads[4] = tmp.threshold.grad();
-      }
+      // jumprelu's threshold gradient comes with the others (its straight-through pseudo-derivatives, sae.h)
+      QSAE_CHECK(arch != "jumprelu" || r.gthreshold.defined(), "train: jumprelu step returned no threshold gradient");
+      at::Tensor grads[5] = {r.gW_enc, r.gb_enc, r.gW_dec, r.gb_dec, r.gthreshold};
       for (int j = 0; j < 5; ++j) {
         if (!grads[j].defined()) continue;
         at::Tensor& p = *m.params(j);

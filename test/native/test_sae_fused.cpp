@@ -1,13 +1,18 @@
 // Fused CPU kernels against plain ATen autograd (values and gradients) on fresh random inputs, fused Adam
-// against the reference Adam, and the CUDA kernels against the CPU reference when a GPU is present.
+// against the reference Adam, a fused jumprelu training run against the autograd one, and the CUDA kernels
+// against the CPU reference when a GPU is present.
 #include "testing.h"
 
 #include <random>
 
+#include "io/fs.h"
+#include "io/safetensors.h"
 #include "sae/fused_cpu.h"
 #include "sae/sae.h"
 #include "sae/sae_cuda.h"
+#include "sae/trainer.h"
 
+using namespace qsae;
 using namespace qsae::sae;
 
 namespace {
@@ -28,6 +33,10 @@ void compare(const Sae& s, const at::Tensor& x, const LossOptions& o, const std:
   INFO(label);
   auto f = fused_forward_backward_cpu(s, x, o);
   auto r = autograd_forward_backward(s, x, o);
+  if (s.architecture == "jumprelu") {
+    check_close(f.gthreshold, r.gthreshold, "gthreshold");
+    CHECK(r.gthreshold.abs().max().item<double>() > 0);  // the threshold windows were not empty
+  }
   CHECK(f.mse == doctest::Approx(r.mse).epsilon(1e-4));
   CHECK(f.l1 == doctest::Approx(r.l1).epsilon(1e-4));
   CHECK(f.l0 == doctest::Approx(r.l0).epsilon(1e-6));
@@ -47,6 +56,18 @@ Sae random_sae(const std::string& arch, int64_t d, int64_t S, int64_t k, at::Gen
   s.b_enc.normal_(0, 0.2, g);
   s.b_dec.normal_(0, 0.2, g);
   return s;
+}
+
+// jumprelu thresholds that put one entry of each latent's column (a random row) inside the straight-through
+// window |pre - thr| < ε/2, on either side of the threshold (at most 0.4 ε away), so that every threshold has a
+// pseudo-gradient; about half the latents fire. Thresholds come out of either sign.
+void window_thresholds(Sae& s, const at::Tensor& x, at::Generator& g) {
+  c10::NoGradGuard ng;
+  auto pre = s.pre_acts(x);
+  auto rows = at::randint(pre.size(0), {s.d_sae}, g, at::kLong);
+  auto at_row = pre.gather(0, rows.unsqueeze(0)).squeeze(0);
+  auto u = (at::rand({s.d_sae}, g) * 2 - 1) * float(0.4 * kJumpReluBandwidth);
+  s.threshold = (at_row + u).contiguous();
 }
 }  // namespace
 
@@ -93,6 +114,79 @@ TEST_CASE("fused topk and batchtopk steps equal autograd, with the aux-k loss") 
   o.l1_coef = 0.01;
   o.l1_norm_weighted = true;
   compare(s, at::randn({29, 20}, g), o, "topk dense, weighted L1");
+}
+
+TEST_CASE("fused jumprelu step equals autograd (values and gradients incl. the threshold's; sparse and dense)") {
+  auto seed = fresh_seed();
+  INFO("seed " << seed);
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  struct Shape {
+    int64_t n, d, s;
+  };
+  for (Shape sh : {Shape{33, 24, 40}, Shape{64, 16, 128}, Shape{7, 33, 9}})
+    for (bool apply : {false, true})
+      for (bool weighted : {false, true}) {  // jumprelu's L0 penalty is never norm-weighted: must not matter
+        INFO("n " << sh.n << " d " << sh.d << " d_sae " << sh.s << " apply_b_dec " << apply << " weighted " << weighted);
+        auto s = random_sae("jumprelu", sh.d, sh.s, 0, g);
+        s.apply_b_dec_to_input = apply;
+        auto x = at::randn({sh.n, sh.d}, g);
+        window_thresholds(s, x, g);
+        LossOptions o;
+        o.l1_coef = 0.02;
+        o.l1_norm_weighted = weighted;
+        compare(s, x, o, "jumprelu (default path choice)");
+        o.dense_threshold = 0.0;
+        compare(s, x, o, "jumprelu dense");
+        o.dense_threshold = 2.0;
+        compare(s, x, o, "jumprelu sparse");
+        // sparse activations (one row per latent fires, just above its threshold), the regime of a trained SAE,
+        // with positive thresholds as training keeps them
+        s.threshold = (std::get<0>(s.pre_acts(x).max(0)) - 1e-4).clamp_min(1e-3).contiguous();
+        o.dense_threshold = 0.05;
+        compare(s, x, o, "jumprelu sparse activations");
+      }
+}
+
+TEST_CASE("a fused jumprelu training run follows the autograd one") {
+  auto dir = testing::temp_dir("sae-fused", "jumprelu");
+  // 3 of 48 unit-norm features active per row, magnitudes in [1, 2)
+  auto g = at::make_generator<at::CPUGeneratorImpl>(21);
+  auto F = at::randn({48, 16}, g);
+  F = F / F.norm(2, {1}, true);
+  auto idx = std::get<1>(at::rand({3000, 48}, g).topk(3, 1));
+  auto X = at::zeros({3000, 48}).scatter_(1, idx, at::rand({3000, 3}, g) + 1.0).mm(F).contiguous();
+  auto acts = join_path(dir, "acts.safetensors");
+  save_safetensors(acts, {{"acts", X}});
+  for (bool apply : {false, true}) {
+    INFO("apply_b_dec_to_input " << apply);
+    TrainConfig c;
+    c.acts = acts;
+    c.architecture = "jumprelu";
+    c.expansions = {2};
+    c.l1s = {3e-3};
+    c.batch_size = 256;
+    c.tokens = 256 * 30;
+    c.lr = 2e-3;
+    c.seed = 3;
+    c.apply_b_dec_to_input = apply;
+    c.out = join_path(dir, std::string("fused-") + (apply ? "1" : "0"));
+    auto rf = train_saes(c);
+    c.fused = false;
+    c.out = join_path(dir, std::string("autograd-") + (apply ? "1" : "0"));
+    auto ra = train_saes(c);
+    MESSAGE("jumprelu fused vs autograd (apply_b_dec " << apply << "): loss " << rf.saes[0].loss << " / "
+            << ra.saes[0].loss << ", l0 " << rf.saes[0].l0 << " / " << ra.saes[0].l0);
+    CHECK(rf.saes[0].loss == doctest::Approx(ra.saes[0].loss).epsilon(1e-3));
+    CHECK(rf.saes[0].mse == doctest::Approx(ra.saes[0].mse).epsilon(1e-3));
+    CHECK(rf.saes[0].l0 == doctest::Approx(ra.saes[0].l0).epsilon(1e-3));
+    auto a = load_sae(join_path(dir, std::string("fused-") + (apply ? "1" : "0")));
+    auto b = load_sae(join_path(dir, std::string("autograd-") + (apply ? "1" : "0")));
+    auto ta = a.named_tensors(), tb = b.named_tensors();
+    REQUIRE(ta.size() == 5);
+    REQUIRE(tb.size() == 5);
+    for (size_t i = 0; i < ta.size(); ++i) check_close(ta[i].second, tb[i].second, ta[i].first, 1e-3, 1e-5);
+  }
+  remove_tree(dir);
 }
 
 TEST_CASE("fused Adam equals the reference Adam over several steps") {
@@ -150,3 +244,4 @@ TEST_CASE("CUDA kernels equal the CPU reference" * doctest::skip(!at::hasCUDA())
   }
   check_close(p2, p1, "adam cuda params", 1e-5, 1e-6);
 }
+
