@@ -1,5 +1,6 @@
 // Fused CPU SAE step (see fused_cpu.h): addmm encoder + one epilogue pass selecting active latents, sparse
-// decoder by gathering decoder rows, hand-written backward accumulated per latent. No autograd.
+// decoder by gathering decoder rows, hand-written backward accumulated per latent. No autograd. Also the jumprelu
+// epilogues that are the CPU reference of the CUDA ones.
 #include "sae/fused_cpu.h"
 
 #include <ATen/Parallel.h>

@@ -42,7 +42,8 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x, const L
 // fp32 tensors; they are given requires_grad temporarily.
 StepResult autograd_forward_backward(const Sae& s, const at::Tensor& x, const LossOptions& o);
 
-// jumprelu epilogues on raw fp32 row-major buffers (the dense CPU path's):
+// jumprelu epilogues on raw fp32 row-major buffers: the dense CPU path's own, and the CPU reference of the CUDA
+// kernels launch_jumprelu_epilogue / launch_jumprelu_backward_epilogue (sae_kernels.h).
 //   forward, in place on pre [B, S]: pre += b_enc (when not null); f = pre > thr ? pre : 0.
 //   backward, in place on gf [B, S] (= dL/df): gthr[j] = sum over rows with |pre - thr_j| < bandwidth/2 of
 //   (-thr_j * gf - l1_over_n) / bandwidth; then gf = pre > thr ? gf : 0 (= dL/dpre).

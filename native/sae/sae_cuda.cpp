@@ -23,8 +23,10 @@ at::Tensor mm(const at::Tensor& a, const at::Tensor& b, bool bf16) {
 
 StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const LossOptions& o, bool bf16) {
   const std::string& A = s.architecture;
-  QSAE_CHECK(A == "relu" || A == "topk" || A == "batchtopk", "CUDA SAE step supports relu, topk and batchtopk, not ", A);
+  QSAE_CHECK(A == "relu" || A == "topk" || A == "batchtopk" || A == "jumprelu",
+             "CUDA SAE step supports relu, topk, batchtopk and jumprelu, not ", A);
   QSAE_CHECK(s.W_enc.is_cuda() && s.W_enc.scalar_type() == at::kFloat, "CUDA SAE step needs fp32 CUDA parameters");
+  QSAE_CHECK(A != "jumprelu" || s.threshold.defined(), "CUDA SAE step: jumprelu needs a threshold");
   c10::NoGradGuard ng;
   c10::cuda::CUDAGuard guard(s.W_enc.device());
   const int64_t B = x_in.size(0), D = s.d_in, S = s.d_sae;
@@ -33,7 +35,8 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
                    b_dec = s.b_dec.contiguous();
   const at::Tensor xin = s.apply_b_dec_to_input ? (x - b_dec).contiguous() : x;
   auto st = stream_of(x);
-  at::Tensor wnorm = o.l1_norm_weighted ? W_dec.norm(2, {1}).contiguous() : at::Tensor();
+  const bool weighted = o.l1_norm_weighted && A != "jumprelu";  // jumprelu's L0 penalty is never norm-weighted
+  at::Tensor wnorm = weighted ? W_dec.norm(2, {1}).contiguous() : at::Tensor();
   const double l1c = o.l1_coef;
   StepResult r;
   // aux-k (top-k family): the top aux_k pre-activations of dead latents reconstruct the (detached) residual.
@@ -95,6 +98,28 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
     r.gW_dec = mm(fd.t(), gd, bf16);
     r.fired = (f > 0).sum(0).to(at::kLong);
     r.l0 = (f > 0).sum().item<double>() / B;
+  } else if (A == "jumprelu") {
+    // f = pre * [pre > thr] (pre kept for the threshold window); dense decoder as for relu; the backward
+    // epilogue masks dL/df into dL/dpre and sums the threshold's pseudo-gradient in the same pass.
+    const at::Tensor thr = s.threshold.to(x.device(), at::kFloat).contiguous();
+    f = at::empty_like(pre);
+    qsae::sae::cuda::launch_jumprelu_epilogue(pre.data_ptr<float>(), b_enc.data_ptr<float>(), thr.data_ptr<float>(),
+                                              f.data_ptr<float>(), B, S, st);
+    x_hat = bf16 ? mm(f, W_dec, true).add_(b_dec) : at::addmm(b_dec, f, W_dec);
+    g = (x_hat - x).contiguous();
+    r.mse = g.pow(2).mean().item<double>();
+    g.mul_(2.0 / double(B * D));
+    r.l1 = (pre > thr).sum().item<double>() / B;  // the L0 penalty
+    gpre = mm(g, W_dec.t(), bf16).contiguous();
+    r.gthreshold = at::empty({S}, x.options());
+    at::Tensor scratch = at::empty({qsae::sae::cuda::jumprelu_backward_scratch(B, S)}, x.options());
+    qsae::sae::cuda::launch_jumprelu_backward_epilogue(gpre.data_ptr<float>(), pre.data_ptr<float>(),
+                                                       thr.data_ptr<float>(), r.gthreshold.data_ptr<float>(),
+                                                       scratch.data_ptr<float>(), B, S, float(l1c / B),
+                                                       float(kJumpReluBandwidth), st);
+    r.gW_dec = mm(f.t(), g, bf16);
+    r.fired = (f > 0).sum(0).to(at::kLong);
+    r.l0 = (f != 0).sum().item<double>() / B;
   } else {
     // topk: bias epilogue, torch's top-k selection, sparse gather decoder
     qsae::sae::cuda::launch_encoder_epilogue(pre.data_ptr<float>(), b_enc.data_ptr<float>(), B, S, 0, 0.f, st);
@@ -120,7 +145,7 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
     r.fired = (f > 0).sum(0).to(at::kLong);
     r.l0 = (vals > 0).sum().item<double>() / B;
   }
-  if (o.l1_norm_weighted && l1c != 0)
+  if (weighted && l1c != 0)
     r.gW_dec.add_(W_dec * (f.sum(0) / wnorm.clamp_min(1e-12) * float(l1c / B)).unsqueeze(1));
   r.gW_enc = mm(xin.t(), gpre, bf16);
   r.gb_enc = gpre.sum(0);

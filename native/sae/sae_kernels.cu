@@ -32,6 +32,63 @@ __global__ void encoder_backward_epilogue_kernel(float* __restrict__ gf, const f
   }
 }
 
+__global__ void jumprelu_epilogue_kernel(float* __restrict__ pre, const float* __restrict__ b_enc,
+                                         const float* __restrict__ thr, float* __restrict__ f, int64_t n, int64_t S) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t j = i % S;
+    float v = pre[i];
+    if (b_enc) v += b_enc[j];
+    pre[i] = v;
+    f[i] = v > thr[j] ? v : 0.f;
+  }
+}
+
+// jumprelu backward: blocks of 32 latents (a warp reads 32 adjacent floats of a row) x kJrRows row lanes, over
+// one chunk of rows (blockIdx.y). Each block writes its chunk's threshold sums to partial[chunk, j].
+constexpr int kJrRows = 8;
+__global__ void jumprelu_backward_kernel(float* __restrict__ gf, const float* __restrict__ pre,
+                                         const float* __restrict__ thr, float* __restrict__ partial, int64_t B,
+                                         int64_t S, int64_t rows_per_chunk, float l1_over_n, float half) {
+  __shared__ float red[kJrRows][33];
+  const int64_t j = blockIdx.x * int64_t(32) + threadIdx.x;
+  const int64_t b0 = blockIdx.y * rows_per_chunk;
+  const int64_t b1 = b0 + rows_per_chunk < B ? b0 + rows_per_chunk : B;
+  float acc = 0.f;
+  if (j < S) {
+    const float t = thr[j];
+    for (int64_t b = b0 + threadIdx.y; b < b1; b += kJrRows) {
+      const int64_t i = b * S + j;
+      const float p = pre[i], g = gf[i];
+      if (fabsf(p - t) < half) acc += -t * g - l1_over_n;
+      gf[i] = p > t ? g : 0.f;
+    }
+  }
+  red[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && j < S) {
+    float sum = 0.f;
+    for (int y = 0; y < kJrRows; ++y) sum += red[y][threadIdx.x];
+    partial[blockIdx.y * S + j] = sum;
+  }
+}
+
+__global__ void jumprelu_threshold_sum_kernel(const float* __restrict__ partial, float* __restrict__ gthr,
+                                              int64_t chunks, int64_t S, float bandwidth) {
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < S; j += int64_t(gridDim.x) * blockDim.x) {
+    float sum = 0.f;
+    for (int64_t c = 0; c < chunks; ++c) sum += partial[c * S + j];
+    gthr[j] = sum / bandwidth;
+  }
+}
+
+// Row chunks of the jumprelu backward: about 1024 blocks in all, at least 64 rows per chunk.
+int64_t jumprelu_row_chunks(int64_t B, int64_t S) {
+  const int64_t col_blocks = (S + 31) / 32;
+  const int64_t want = (1024 + col_blocks - 1) / col_blocks, most = (B + 63) / 64;
+  const int64_t c = want < most ? want : most;
+  return c < 1 ? 1 : (c > 65535 ? 65535 : c);
+}
+
 // One block per row; the K (index, value) pairs staged in shared memory; threads stride over D.
 __global__ void topk_decode_kernel(const float* __restrict__ vals, const int64_t* __restrict__ idx,
                                    const float* __restrict__ W_dec, const float* __restrict__ b_dec,
@@ -99,6 +156,30 @@ void launch_encoder_backward_epilogue(float* gf, const float* f, const float* w,
   const int64_t n = B * S;
   if (n == 0) return;
   encoder_backward_epilogue_kernel<<<blocks_for(n, 256), 256, 0, s>>>(gf, f, w, l1_over_n, n, S);
+}
+
+void launch_jumprelu_epilogue(float* pre, const float* b_enc, const float* thr, float* f, int64_t B, int64_t S,
+                              cudaStream_t s) {
+  const int64_t n = B * S;
+  if (n == 0) return;
+  jumprelu_epilogue_kernel<<<blocks_for(n, 256), 256, 0, s>>>(pre, b_enc, thr, f, n, S);
+}
+
+int64_t jumprelu_backward_scratch(int64_t B, int64_t S) { return jumprelu_row_chunks(B, S) * S; }
+
+void launch_jumprelu_backward_epilogue(float* gf, const float* pre, const float* thr, float* gthr, float* scratch,
+                                       int64_t B, int64_t S, float l1_over_n, float bandwidth, cudaStream_t s) {
+  if (S == 0) return;
+  const int64_t chunks = jumprelu_row_chunks(B, S);
+  const int64_t rows_per_chunk = (B + chunks - 1) / chunks;
+  if (B > 0) {
+    dim3 grid(unsigned((S + 31) / 32), unsigned(chunks)), block(32, kJrRows);
+    jumprelu_backward_kernel<<<grid, block, 0, s>>>(gf, pre, thr, scratch, B, S, rows_per_chunk, l1_over_n,
+                                                    bandwidth / 2);
+  } else {
+    cudaMemsetAsync(scratch, 0, size_t(chunks * S) * sizeof(float), s);
+  }
+  jumprelu_threshold_sum_kernel<<<blocks_for(S, 256), 256, 0, s>>>(scratch, gthr, chunks, S, bandwidth);
 }
 
 void launch_topk_decode(const float* vals, const int64_t* idx, const float* W_dec, const float* b_dec, float* x_hat,

@@ -1,6 +1,7 @@
 // Launchers of the SAE CUDA kernels (sae_kernels.cu): raw pointers and a cudaStream_t, no torch headers.
-// All tensors are row-major fp32. The CPU reference of each is the fused/autograd path in fused_cpu.cpp
-// (compared in test/native/test_sae_fused.cpp when a GPU is present).
+// All tensors are row-major fp32. The CPU reference of each is the fused/autograd path in fused_cpu.cpp, and
+// for the jumprelu epilogues jumprelu_epilogue_cpu / jumprelu_backward_epilogue_cpu there (compared in
+// test/native/test_sae_fused.cpp when a GPU is present).
 #pragma once
 #include <cstdint>
 
@@ -17,6 +18,21 @@ void launch_encoder_epilogue(float* pre, const float* b_enc, int64_t B, int64_t 
 //   gpre = f > 0 ? gf + l1_over_n * (w ? w[j] : 1) : 0
 void launch_encoder_backward_epilogue(float* gf, const float* f, const float* w, float l1_over_n, int64_t B, int64_t S,
                                       cudaStream_t s);
+
+// jumprelu encoder epilogue: pre += b_enc in place on pre [B, S] (b_enc may be null; pre is kept for the
+// threshold window of the backward), and f [B, S] = pre > thr[j] ? pre : 0.
+void launch_jumprelu_epilogue(float* pre, const float* b_enc, const float* thr, float* f, int64_t B, int64_t S,
+                              cudaStream_t s);
+
+// Its backward, in place on gf [B, S] (= dL/df = dL/dx_hat @ W_dec^T), with the threshold's straight-through
+// pseudo-derivatives (sae.h) fused in:
+//   gthr[j] = sum over rows with |pre - thr[j]| < bandwidth/2 of (-thr[j] * gf - l1_over_n) / bandwidth;
+//   gf = pre > thr ? gf : 0  (= dL/dpre).
+// One read of gf and pre. The column sums are split over row chunks into `scratch` (floats, at least
+// jumprelu_backward_scratch(B, S)), then added in chunk order: deterministic, no atomics.
+int64_t jumprelu_backward_scratch(int64_t B, int64_t S);
+void launch_jumprelu_backward_epilogue(float* gf, const float* pre, const float* thr, float* gthr, float* scratch,
+                                       int64_t B, int64_t S, float l1_over_n, float bandwidth, cudaStream_t s);
 
 // Sparse decoder: x_hat[b] = (b_dec ? b_dec : 0) + sum_t vals[b,t] * W_dec[idx[b,t]]   (gather of K rows).
 void launch_topk_decode(const float* vals, const int64_t* idx, const float* W_dec, const float* b_dec, float* x_hat,

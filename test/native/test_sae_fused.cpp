@@ -11,6 +11,11 @@
 #include "sae/sae.h"
 #include "sae/sae_cuda.h"
 #include "sae/trainer.h"
+#ifdef QSAE_HAVE_CUDA
+#include <c10/cuda/CUDAStream.h>
+
+#include "sae/sae_kernels.h"
+#endif
 
 using namespace qsae;
 using namespace qsae::sae;
@@ -245,3 +250,103 @@ TEST_CASE("CUDA kernels equal the CPU reference" * doctest::skip(!at::hasCUDA())
   check_close(p2, p1, "adam cuda params", 1e-5, 1e-6);
 }
 
+TEST_CASE("CUDA jumprelu epilogues equal their CPU reference" * doctest::skip(!at::hasCUDA())) {
+#ifdef QSAE_HAVE_CUDA
+  if (!at::hasCUDA()) return;
+  auto seed = fresh_seed();
+  INFO("seed " << seed);
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  // S not a multiple of 32, and enough rows for several row chunks in the backward
+  for (auto bs : {std::pair<int64_t, int64_t>{300, 203}, {1000, 64}, {5, 1000}}) {
+    const int64_t B = bs.first, S = bs.second;
+    INFO("B " << B << " S " << S);
+    auto pre = at::randn({B, S}, g), b_enc = at::randn({S}, g) * 0.3f;
+    // every threshold has one row inside its window (as window_thresholds)
+    auto rows = at::randint(B, {S}, g, at::kLong);
+    auto thr = ((pre + b_enc).gather(0, rows.unsqueeze(0)).squeeze(0) +
+                (at::rand({S}, g) * 2 - 1) * float(0.4 * kJumpReluBandwidth)).contiguous();
+    auto gf = at::randn({B, S}, g);
+    const float l1_over_n = 0.02f / float(B), bw = float(kJumpReluBandwidth);
+    // CPU reference
+    auto pre_c = pre.clone(), f_c = at::empty_like(pre), gf_c = gf.clone(), gt_c = at::empty({S});
+    jumprelu_epilogue_cpu(pre_c.data_ptr<float>(), b_enc.data_ptr<float>(), thr.data_ptr<float>(), f_c.data_ptr<float>(),
+                          B, S);
+    jumprelu_backward_epilogue_cpu(gf_c.data_ptr<float>(), pre_c.data_ptr<float>(), thr.data_ptr<float>(),
+                                   gt_c.data_ptr<float>(), B, S, l1_over_n, bw);
+    // CUDA
+    auto dev = at::Device("cuda");
+    auto pre_d = pre.to(dev), f_d = at::empty_like(pre_d), gf_d = gf.to(dev), gt_d = at::empty({S}, pre_d.options());
+    auto b_d = b_enc.to(dev), thr_d = thr.to(dev);
+    auto scratch = at::empty({qsae::sae::cuda::jumprelu_backward_scratch(B, S)}, pre_d.options());
+    auto st = c10::cuda::getCurrentCUDAStream().stream();
+    qsae::sae::cuda::launch_jumprelu_epilogue(pre_d.data_ptr<float>(), b_d.data_ptr<float>(), thr_d.data_ptr<float>(),
+                                   f_d.data_ptr<float>(), B, S, st);
+    qsae::sae::cuda::launch_jumprelu_backward_epilogue(gf_d.data_ptr<float>(), pre_d.data_ptr<float>(), thr_d.data_ptr<float>(),
+                                            gt_d.data_ptr<float>(), scratch.data_ptr<float>(), B, S, l1_over_n, bw, st);
+    CHECK(at::equal(pre_d.cpu(), pre_c));
+    CHECK(at::equal(f_d.cpu(), f_c));
+    CHECK(at::equal(gf_d.cpu(), gf_c));
+    CHECK(gt_c.abs().max().item<double>() > 0);
+    check_close(gt_d, gt_c, "gthreshold", 1e-5, 1e-4);
+  }
+#else
+  MESSAGE("skipped: qsae built without CUDA kernels");
+#endif
+}
+
+TEST_CASE("CUDA jumprelu step equals autograd, the threshold gradient included" * doctest::skip(!at::hasCUDA())) {
+  if (!at::hasCUDA() || !sae_cuda_kernels_built()) {
+    MESSAGE("skipped: no CUDA device or qsae built without CUDA kernels");
+    return;
+  }
+  auto seed = fresh_seed();
+  INFO("seed " << seed);
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  // Encoder inputs on coarse binary grids (x, b_dec: multiples of 1/4; W_enc: of 1/16, |w| <= 1/4; b_enc: of
+  // 1/64), so that pre is exact in fp32 (and bf16) on both devices whatever the summation order: the threshold
+  // windows then hold the same entries on both, and a rounding difference cannot move an entry across an edge.
+  auto grid = [&](std::vector<int64_t> shape, int64_t lo, int64_t hi, double step) {
+    return (at::randint(lo, hi + 1, shape, g, at::kLong).to(at::kFloat) * float(step)).contiguous();
+  };
+  for (bool apply : {false, true}) {
+    INFO("apply_b_dec_to_input " << apply);
+    const int64_t B = 100, d = 64, S = 256;
+    auto s = init_sae("jumprelu", d, S, 0, g);
+    s.W_enc = grid({d, S}, -4, 4, 1.0 / 16);
+    s.b_enc = grid({S}, -8, 8, 1.0 / 64);
+    s.b_dec = grid({d}, -2, 2, 0.25);
+    s.W_dec.normal_(0, 0.3, g);
+    s.apply_b_dec_to_input = apply;
+    auto x = grid({B, d}, -3, 3, 0.25);
+    // thresholds 1e-4..4e-4 from a grid value of pre: the window holds the entries at that value, edges stay
+    // >= 1e-4 from every pre
+    auto pre = s.pre_acts(x);
+    auto rows = at::randint(B, {S}, g, at::kLong);
+    auto sign = (at::rand({S}, g) < 0.5).to(at::kFloat) * 2 - 1;
+    auto u = sign * (at::rand({S}, g) * 3e-4f + 1e-4f);
+    s.threshold = (pre.gather(0, rows.unsqueeze(0)).squeeze(0) + u).contiguous();
+    LossOptions o;
+    o.l1_coef = 0.02;
+    auto r = autograd_forward_backward(s, x, o);
+    auto sc = s.to(at::Device("cuda"), at::kFloat);
+    auto c = cuda_forward_backward(sc, x.cuda(), o);
+    CHECK(c.mse == doctest::Approx(r.mse).epsilon(1e-4));
+    CHECK(c.l1 == doctest::Approx(r.l1).epsilon(1e-9));
+    CHECK(c.l0 == doctest::Approx(r.l0).epsilon(1e-9));
+    CHECK(c.loss == doctest::Approx(r.loss).epsilon(1e-4));
+    CHECK(at::equal(c.fired.cpu(), r.fired));
+    check_close(c.gW_enc, r.gW_enc, "gW_enc", 1e-3, 1e-5);
+    check_close(c.gb_enc, r.gb_enc, "gb_enc", 1e-3, 1e-5);
+    check_close(c.gW_dec, r.gW_dec, "gW_dec", 1e-3, 1e-5);
+    check_close(c.gb_dec, r.gb_dec, "gb_dec", 1e-3, 1e-5);
+    CHECK(r.gthreshold.abs().max().item<double>() > 0);
+    check_close(c.gthreshold, r.gthreshold, "gthreshold", 1e-3, 1e-5);
+    // bf16 GEMMs (the trainer's default on CUDA): pre is still exact, so the selection and the L0 penalty are
+    // the same; the reconstruction carries bf16 rounding
+    auto cb = cuda_forward_backward(sc, x.cuda(), o, true);
+    CHECK(cb.l1 == doctest::Approx(r.l1).epsilon(1e-9));
+    CHECK(cb.l0 == doctest::Approx(r.l0).epsilon(1e-9));
+    CHECK(at::equal(cb.fired.cpu(), r.fired));
+    CHECK(cb.mse == doctest::Approx(r.mse).epsilon(3e-2));
+  }
+}
