@@ -59,6 +59,22 @@ export function humanEvalProgram(p: HumanEvalProblem, completion: string): strin
   return `${p.prompt}${completion}\n${p.test}\ncheck(${p.entry_point})\n`;
 }
 
+/**
+ * A base-model prompt split into what the model is given and its trailing whitespace, which the model
+ * generates itself: byte-level BPE merges a newline with the indentation after it, so a prompt that ends in
+ * "\n" would end mid-token and the model would continue as if a column-0 line followed (bigcode's harness
+ * strips HumanEval prompts for the same reason).
+ */
+export function splitPromptTail(prompt: string): { head: string; tail: string } {
+  const head = prompt.replace(/\s+$/, "");
+  return { head, tail: prompt.slice(head.length) };
+}
+
+/** What follows the original prompt, given a generation that continued the prompt's head. */
+export function completionAfterTail(tail: string, generated: string): string {
+  return generated.startsWith(tail) ? generated.slice(tail.length) : generated;
+}
+
 /** Cuts a base-model completion at the earliest stop sequence. */
 export function truncateAtStop(text: string, stops: readonly string[] = HUMANEVAL_STOP): string {
   let cut = text.length;
@@ -181,7 +197,8 @@ export async function runHumanEval(opts: HumanEvalOptions): Promise<BenchResult>
       for (let b = 0; b < work.length; b += batch) {
         opts.signal?.throwIfAborted();
         const chunk = work.slice(b, b + batch);
-        const prompts = chunk.map((w) => (opts.chat ? humanEvalChatMessage(w.p) : w.p.prompt));
+        const split = chunk.map((w) => splitPromptTail(w.p.prompt));
+        const prompts = chunk.map((w, k) => (opts.chat ? humanEvalChatMessage(w.p) : split[k].head));
         const outs = await complete(prompts, {
           maxNewTokens: opts.maxNewTokens ?? 512,
           temperature,
@@ -194,7 +211,7 @@ export async function runHumanEval(opts: HumanEvalOptions): Promise<BenchResult>
         if (outs.length !== chunk.length) throw new Error(`generator returned ${outs.length} completions for ${chunk.length} prompts`);
         chunk.forEach((w, k) => {
           const raw = outs[k].completion;
-          const completion = opts.chat ? extractCodeBlock(raw, w.p.entry_point) : truncateAtStop(raw);
+          const completion = opts.chat ? extractCodeBlock(raw, w.p.entry_point) : truncateAtStop(completionAfterTail(split[k].tail, raw));
           submit(w.p, completion, w.j, w.i * 1e6 + w.j, outs[k].finishReason);
         });
         generated += chunk.length;

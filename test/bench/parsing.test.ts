@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
 import { extractGsm8kAnswer, gsm8kPrompt, loadGsm8k, normalizeNumber } from "../../src/bench/gsm8k.js";
-import { extractCodeBlock, loadHumanEval, truncateAtStop } from "../../src/bench/humaneval.js";
+import { completionAfterTail, extractCodeBlock, loadHumanEval, splitPromptTail, truncateAtStop } from "../../src/bench/humaneval.js";
 import { parseCsv } from "../../src/bench/io.js";
 import { fitMmluPrompt, loadMmluCsv, mmluPrompt, runMmlu, selectSubjects } from "../../src/bench/mmlu.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -18,6 +18,20 @@ const write = (name: string, text: string) => {
 };
 
 describe("HumanEval completions", () => {
+  it("leaves a prompt's trailing whitespace for the model and re-bases the completion on the full prompt", () => {
+    const prompt = 'def add(a, b):\n    """Return a + b."""\n';
+    const { head, tail } = splitPromptTail(prompt);
+    expect(head).toBe('def add(a, b):\n    """Return a + b."""');
+    expect(tail).toBe("\n");
+    const generated = "\n    return a + b\n\n\ndef other():\n";
+    const completion = truncateAtStop(completionAfterTail(tail, generated));
+    expect(completion).toBe("    return a + b\n\n");
+    expect(prompt + completion).toBe(head + generated.slice(0, 1 + completion.length));
+    // a generation that does not start with the stripped whitespace is kept as it is
+    expect(completionAfterTail("\n", "    return 1")).toBe("    return 1");
+    expect(splitPromptTail("x = 1")).toEqual({ head: "x = 1", tail: "" });
+  });
+
   it("cuts base-model completions at the earliest stop sequence", () => {
     const c = "    return a + b\n\n\ndef other():\n    pass\n";
     expect(truncateAtStop(c)).toBe("    return a + b\n\n");
