@@ -7,6 +7,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 #include <vector>
@@ -39,6 +40,26 @@ void select_top(const float* row, std::vector<int32_t>& cand, int64_t kk) {
     std::nth_element(cand.begin(), cand.begin() + kk, cand.end(), [row](int32_t a, int32_t b) {
       return row[a] > row[b] || (row[a] == row[b] && a < b);
     });
+}
+
+// Per-latent counts of f > 0 (`fired`) and the total count of f != 0 over a dense f [B, S]. Torch 1.13's sums
+// of bool tensors cost about half a dense step here ((f > 0).sum(0): 135 ms on [4096, 1024], one thread).
+int64_t count_dense(const float* F, int64_t B, int64_t S, int64_t* fired) {
+  std::atomic<int64_t> nonzero{0};
+  at::parallel_for(0, S, 256, [&](int64_t j0, int64_t j1) {
+    std::vector<int64_t> c(j1 - j0, 0);
+    int64_t nz = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const float* fr = F + b * S;
+      for (int64_t j = j0; j < j1; ++j) {
+        c[j - j0] += fr[j] > 0.f;
+        nz += fr[j] != 0.f;
+      }
+    }
+    std::copy(c.begin(), c.end(), fired + j0);
+    nonzero += nz;
+  });
+  return nonzero.load();
 }
 
 // Sparse entries of an [B, S] matrix in row order.
@@ -195,17 +216,14 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
       });
     }
     r.gW_dec = f.t().mm(g);
-    at::Tensor colsum = f.sum(0);
     if (weighted && l1c != 0)
-      r.gW_dec.add_(W_dec * (colsum / wnorm.clamp_min(1e-12) * float(l1c / B)).unsqueeze(1));
+      r.gW_dec.add_(W_dec * (f.sum(0) / wnorm.clamp_min(1e-12) * float(l1c / B)).unsqueeze(1));
     r.gW_enc = xin.t().mm(gf);
     r.gb_enc = gf.sum(0);
     r.gb_dec = g.sum(0);
     if (s.apply_b_dec_to_input) r.gb_dec.sub_(W_enc.mv(r.gb_enc));
-    r.fired = (f > 0).sum(0).to(at::kLong);
-    r.l0 = dense_topk ? r.fired.sum().item<double>() / B
-           : jr       ? (f != 0).sum().item<double>() / B
-                      : double(nnz) / B;
+    r.fired = at::empty({S}, at::kLong);
+    r.l0 = double(count_dense(F, B, S, r.fired.data_ptr<int64_t>())) / B;
     r.loss = r.mse + l1c * r.l1;
     return r;
   }
