@@ -3,7 +3,9 @@
 
 Pitched at a tiny code model trained on the Python standard library's sources: most tasks are one-line
 bodies of the kind the stdlib is full of (return a + b, return not items, return text.upper()), a few
-need a short loop. Each task: task_id "QsaeEval/N", prompt (imports, signature, docstring with an
+need a short loop. The second group gives the start of the body and asks for the rest (the last line of a
+loop, the argument of a return), graded from nearly forced to open, so that the bundled default model
+solves some and a damaged one fewer. Each task: task_id "QsaeEval/N", prompt (imports, signature, docstring with an
 example), canonical_solution, test (def check(candidate): asserts), entry_point.
 Run: python3 data/tasks/build_humaneval.py  (also runs every canonical solution against its test)."""
 import json, os
@@ -99,6 +101,63 @@ task("join_path(folder, name)", "Join a folder and a file name with os.path.join
 task("unique(items)", "Return the distinct items of the list in their first order.\n    >>> unique([1, 2, 1, 3])\n    [1, 2, 3]",
      "    seen = []\n    for item in items:\n        if item not in seen:\n            seen.append(item)\n    return seen\n",
      ["candidate([1, 2, 1, 3]) == [1, 2, 3]", "candidate([]) == []", "candidate(['a', 'a']) == ['a']"])
+
+
+def partial(sig, doc, given, solution, asserts, imports=""):
+    """A task whose prompt already holds the first lines of the body (`given`); the model writes the rest."""
+    name = sig.split("(")[0]
+    prompt = f'{imports}def {sig}:\n    """{doc}\n    """\n{given}'
+    test = "\n\ndef check(candidate):\n" + "".join(f"    assert {a}\n" for a in asserts) + "\n"
+    T.append({"prompt": prompt, "canonical_solution": solution, "test": test, "entry_point": name})
+
+
+partial("count_items(items)", "Return how many items there are.", "    count = 0\n    for item in items:\n        count += 1\n",
+        "    return count\n", ["candidate([1, 2, 3]) == 3", "candidate([]) == 0", "candidate('ab') == 2"])
+partial("sum_values(values)", "Return the sum of the values.", "    total = 0\n    for value in values:\n        total += value\n",
+        "    return total\n", ["candidate([1, 2, 3]) == 6", "candidate([]) == 0", "candidate([-4, 4]) == 0"])
+partial("doubled(items)", "Return a list with every item doubled.",
+        "    result = []\n    for item in items:\n        result.append(item * 2)\n", "    return result\n",
+        ["candidate([1, 2]) == [2, 4]", "candidate([]) == []", "candidate(['a']) == ['aa']"])
+partial("without_none(items)", "Return the items that are not None.",
+        "    result = []\n    for item in items:\n        if item is not None:\n            result.append(item)\n", "    return result\n",
+        ["candidate([1, None, 2]) == [1, 2]", "candidate([None]) == []", "candidate([]) == []"])
+partial("has_value(items, value)", "Return True if value is one of the items.",
+        "    for item in items:\n        if item == value:\n            return True\n", "    return False\n",
+        ["candidate([1, 2], 2) is True", "candidate([1, 2], 3) is False", "candidate([], 0) is False"])
+partial("first_or_none(items)", "Return the first item, or None if there are none.", "    if not items:\n        return None\n",
+        "    return items[0]\n", ["candidate([5, 6]) == 5", "candidate([]) is None", "candidate('xy') == 'x'"])
+partial("word_counts(words)", "Return a dict mapping each word to how often it occurs.",
+        "    counts = {}\n    for word in words:\n        counts[word] = counts.get(word, 0) + 1\n", "    return counts\n",
+        ["candidate(['a', 'b', 'a']) == {'a': 2, 'b': 1}", "candidate([]) == {}"])
+partial("line_count(text)", "Return the number of lines in text.", "    lines = text.splitlines()\n", "    return len(lines)\n",
+        ["candidate('a\\nb') == 2", "candidate('') == 0", "candidate('one') == 1"])
+partial("absolute_value(x)", "Return the absolute value of x.", "    if x < 0:\n        return -x\n", "    return x\n",
+        ["candidate(-2) == 2", "candidate(3) == 3", "candidate(0) == 0"])
+partial("larger(a, b)", "Return the larger of a and b.", "    if a > b:\n        return a\n", "    return b\n",
+        ["candidate(3, 2) == 3", "candidate(2, 3) == 3", "candidate(1, 1) == 1"])
+partial("lookup(d, key, default)", "Return d[key], or default if key is missing.", "    if key in d:\n        return d[key]\n",
+        "    return default\n", ["candidate({'a': 1}, 'a', 0) == 1", "candidate({}, 'a', 7) == 7"])
+partial("to_int(text)", "Return text as an int, or None if it is not a number.",
+        "    try:\n        return int(text)\n    except ValueError:\n", "        return None\n",
+        ["candidate('12') == 12", "candidate('x') is None", "candidate('-3') == -3"])
+partial("read_text(path)", "Return the contents of the file at path.", "    with open(path) as f:\n", "        return f.read()\n",
+        ["candidate(os.devnull) == ''",
+         "(lambda p: (open(p, 'w').write('hi\\n'), candidate(p))[1])(tempfile.mktemp()) == 'hi\\n'"],
+        imports="import os\nimport tempfile\n\n\n")
+partial("size(items)", "Return the number of items.", "    return len(", "items)\n",
+        ["candidate([1, 2]) == 2", "candidate('') == 0"])
+partial("shout(text)", "Return text in upper case.", "    return text.", "upper()\n",
+        ["candidate('hi') == 'HI'", "candidate('') == ''"])
+partial("in_order(items)", "Return the items sorted.", "    return sorted(", "items)\n",
+        ["candidate([2, 1]) == [1, 2]", "candidate([]) == []"])
+partial("is_string(value)", "Return True if value is a str.", "    return isinstance(value, ", "str)\n",
+        ["candidate('a') is True", "candidate(1) is False", "candidate(None) is False"])
+partial("base_name(path)", "Return the final component of path.", "    return os.path.", "basename(path)\n",
+        ["candidate('/a/b.txt') == 'b.txt'", "candidate('c') == 'c'"], imports="import os\n\n\n")
+partial("join_lines(lines)", "Join the lines with newlines.", "    return '\\n'.join(", "lines)\n",
+        ["candidate(['a', 'b']) == 'a\\nb'", "candidate([]) == ''"])
+partial("strip_all(items)", "Return the strings with surrounding whitespace removed.", "    return [item.strip() for item in ",
+        "items]\n", ["candidate([' a ', 'b ']) == ['a', 'b']", "candidate([]) == []"])
 
 
 def main():
