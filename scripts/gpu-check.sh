@@ -39,7 +39,7 @@ if [ "${1:-}" = "--prepare" ]; then
     tar cJf .gpu-deps/node/node_modules.tar.xz -T .gpu-deps/node/modules.txt
     tar cJf .gpu-deps/node/dist.tar.xz dist
     stdlib=$(/usr/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
-    (cd / && find "${stdlib#/}" -name '*.py' -print0 | tar cJf "$ROOT/.gpu-deps/node/python3-stdlib.tar.xz" --null -T -)
+    (cd / && find "${stdlib#/}" -name '*.py' -print0 | tar chJf "$ROOT/.gpu-deps/node/python3-stdlib.tar.xz" --null -T -)  # -h: symlinked files (Debian's sitecustomize.py) as files
     echo "${stdlib}" > .gpu-deps/node/python3-stdlib.path
     set +e
   fi
@@ -58,6 +58,7 @@ note() { echo "$*" | tee -a "$summary"; }
 # The whole script keeps inside GPU_CHECK_BUDGET seconds (default 480): each step's limit is cut to what is
 # left, and the logs are re-packed after every step, so a run stopped from outside still returns them.
 deadline=$(( start + ${GPU_CHECK_BUDGET:-480} ))
+export GPU_CHECK_DEADLINE=$deadline  # for GPU_CHECK_NODE jobs that fit their work to the time left
 step() {  # step NAME TIMEOUT_S CMD...: one step with a time limit, logged to $WORK/logs/NAME.log
   local name=$1 limit=$2
   shift 2
