@@ -141,9 +141,8 @@ partial("to_int(text)", "Return text as an int, or None if it is not a number.",
         "    try:\n        return int(text)\n    except ValueError:\n", "        return None\n",
         ["candidate('12') == 12", "candidate('x') is None", "candidate('-3') == -3"])
 partial("read_text(path)", "Return the contents of the file at path.", "    with open(path) as f:\n", "        return f.read()\n",
-        ["candidate(os.devnull) == ''",
-         "(lambda p: (open(p, 'w').write('hi\\n'), candidate(p))[1])(tempfile.mktemp()) == 'hi\\n'"],
-        imports="import os\nimport tempfile\n\n\n")
+        ["candidate(os.devnull) == ''", "'def ' in candidate(os.__file__)"],
+        imports="import os\n\n\n")
 partial("size(items)", "Return the number of items.", "    return len(", "items)\n",
         ["candidate([1, 2]) == 2", "candidate('') == 0"])
 partial("shout(text)", "Return text in upper case.", "    return text.", "upper()\n",
