@@ -1,7 +1,7 @@
 // SAE training throughput.
-//  CPU (default): d_in 512, batch 4096, expansions 0.5 / 2 / 8, relu and topk (k 32): tokens/s of a full
-//  training step (forward, backward, Adam, decoder normalization) on the fused path vs the plain autograd
-//  path with the reference Adam, interleaved in the same run.
+//  CPU (default): d_in 512, batch 4096, expansions 0.5 / 2 / 8, relu, topk (k 32) and jumprelu: tokens/s of
+//  a full training step (forward, backward, Adam, decoder normalization; jumprelu: its threshold too) on the
+//  fused path vs the plain autograd path with the reference Adam, interleaved in the same run.
 //  CUDA (--device cuda): d_in 2048 and 4096, expansion 8, batch 4096, relu and topk (k 32), bf16 matmuls with
 //  fp32 master weights: tokens/s and the fraction of the bf16 matmul floor (the step's GEMMs timed alone:
 //  5 for relu, 3 for topk) reached.
@@ -35,12 +35,13 @@ using bench::time_it;
 
 struct Trainer {
   Sae s;
-  at::Tensor m[4], v[4];
+  at::Tensor m[5], v[5];
   int64_t step = 0;
   Trainer(const std::string& arch, int64_t d, int64_t S, int64_t k, at::Device dev) {
     s = init_sae(arch, d, S, k, at::make_generator<at::CPUGeneratorImpl>(1)).to(dev, at::kFloat);
-    at::Tensor* p[4] = {&s.W_enc, &s.b_enc, &s.W_dec, &s.b_dec};
-    for (int i = 0; i < 4; ++i) m[i] = at::zeros_like(*p[i]), v[i] = at::zeros_like(*p[i]);
+    at::Tensor* p[5] = {&s.W_enc, &s.b_enc, &s.W_dec, &s.b_dec, &s.threshold};
+    for (int i = 0; i < 5; ++i)
+      if (p[i]->defined()) m[i] = at::zeros_like(*p[i]), v[i] = at::zeros_like(*p[i]);
   }
   void run(const at::Tensor& x, int mode /*0 fused cpu, 1 autograd, 2 cuda*/, double l1) {
     LossOptions o;
@@ -48,15 +49,17 @@ struct Trainer {
     StepResult r = mode == 0 ? fused_forward_backward_cpu(s, x, o)
                    : mode == 1 ? autograd_forward_backward(s, x, o)
                                : cuda_forward_backward(s, x, o, true);
-    at::Tensor g[4] = {r.gW_enc, r.gb_enc, r.gW_dec, r.gb_dec};
-    at::Tensor* p[4] = {&s.W_enc, &s.b_enc, &s.W_dec, &s.b_dec};
+    at::Tensor g[5] = {r.gW_enc, r.gb_enc, r.gW_dec, r.gb_dec, r.gthreshold};
+    at::Tensor* p[5] = {&s.W_enc, &s.b_enc, &s.W_dec, &s.b_dec, &s.threshold};
     ++step;
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < 5; ++i) {
+      if (!g[i].defined()) continue;
       if (mode == 0) adam_step_fused_cpu(*p[i], g[i], m[i], v[i], step, 1e-4, 0.9, 0.999, 1e-8);
       else if (mode == 1) adam_step_reference(*p[i], g[i], m[i], v[i], step, 1e-4, 0.9, 0.999, 1e-8);
       else adam_step_cuda(*p[i], g[i], m[i], v[i], step, 1e-4, 0.9, 0.999, 1e-8);
     }
     c10::NoGradGuard ng;
+    if (s.threshold.defined()) s.threshold.clamp_min_(1e-6);
     s.W_dec.div_(s.W_dec.norm(2, {1}, true).clamp_min(1e-12));
   }
 };
@@ -78,20 +81,21 @@ int main(int argc, char** argv) {
     const int64_t d = 512, B = quick ? 1024 : 4096;
     std::printf("qsae bench_sae (CPU, %d threads, %s): d_in %lld, batch %lld\n", info.threads, info.blas.c_str(),
                 (long long)d, (long long)B);
-    std::printf("%-12s %-9s %12s %12s %8s\n", "type", "expansion", "fused tok/s", "autograd", "ratio");
+    std::printf("%-16s %-9s %12s %12s %8s\n", "type", "expansion", "fused tok/s", "autograd", "ratio");
     auto x = at::randn({B, d}, at::make_generator<at::CPUGeneratorImpl>(2));
     // relu-sparse: b_enc = -2.05 so ~2% of latents fire (L0 ~ 0.02 d_sae, the regime of a trained SAE);
-    // relu: fresh initialization (~50% fire: dense matmuls on both paths).
-    for (std::string variant : {"relu", "relu-sparse", "topk"})
+    // relu: fresh initialization (~50% fire: dense matmuls on both paths). jumprelu and jumprelu-sparse: the
+    // same two regimes (threshold 1e-3 from init_sae).
+    for (std::string variant : {"relu", "relu-sparse", "topk", "jumprelu", "jumprelu-sparse"})
       for (double e : {0.5, 2.0, 8.0}) {
         int64_t S = int64_t(e * d);
         char tag[64];
         std::snprintf(tag, sizeof tag, "%s:%g", variant.c_str(), e);
         if (!only.empty() && only != tag) continue;
-        std::string arch = variant == "topk" ? "topk" : "relu";
+        std::string arch = variant.substr(0, variant.find('-'));
         Trainer a(arch, d, S, 32, at::kCPU), b(arch, d, S, 32, at::kCPU);
-        if (variant == "relu-sparse") a.s.b_enc.fill_(-2.05), b.s.b_enc.fill_(-2.05);
-        double l1 = arch == "relu" ? 5e-4 : 0.0;
+        if (variant.find("-sparse") != std::string::npos) a.s.b_enc.fill_(-2.05), b.s.b_enc.fill_(-2.05);
+        double l1 = arch == "relu" || arch == "jumprelu" ? 5e-4 : 0.0;
         double tf = 0, tr = 0;
         // interleave so both see the same machine load
         for (int rep = 0; rep < 2; ++rep) {
@@ -99,7 +103,7 @@ int main(int argc, char** argv) {
           tr += time_it([&] { b.run(x, 1, l1); }, quick ? 2 : 3, quick ? 0.5 : 1.5);
         }
         double fused = 2 * B / tf, ref = 2 * B / tr;
-        std::printf("%-12s %-9g %12.0f %12.0f %7.2fx\n", variant.c_str(), e, fused, ref, fused / ref);
+        std::printf("%-16s %-9g %12.0f %12.0f %7.2fx\n", variant.c_str(), e, fused, ref, fused / ref);
         results.push_back({{"device", "cpu"}, {"type", variant}, {"d_in", d}, {"d_sae", S}, {"batch", B}, {"k", 32},
                            {"fused_tokens_per_s", fused}, {"autograd_tokens_per_s", ref}, {"speedup", fused / ref},
                            {"threads", info.threads}});
