@@ -27,7 +27,7 @@ export { writeReport, loadReportData, renderReport, summaryTable } from "./repor
 export type { ReportData, WriteReportResult } from "./report/index.js";
 export { Sae, trainSae, evalSae, parseTrainProgress } from "./sae/index.js";
 export type { SaeArchitecture, SaeInfo, TrainSaeOptions, TrainSaeResult, TrainedSae, TrainProgress, SaeEval, EvalSaeOptions } from "./sae/index.js";
-export { spliceEvalSae } from "./sae/splice.js";
+export { spliceEvalSae, spliceEvalSaes } from "./sae/splice.js";
 export type { SpliceEval, SpliceEvalOptions } from "./sae/splice.js";
 export { align, linearAssignment, TRANSFER_METRICS, transfer, transferWithDetails } from "./analysis/index.js";
 export type { AlignOptions, AlignResult, LapResult, TransferDetails, TransferMetric, TransferOptions, TransferResult } from "./analysis/index.js";

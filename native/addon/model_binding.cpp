@@ -300,11 +300,20 @@ void init_model(Napi::Env env, Napi::Object exports) {
   ModelHandle::Init(env, exports);
   KvCacheHandle::Init(env, exports);
 
-  // spliceEval(model, sae, inputIds, attentionMask | null, {hook, layer}): Promise<{nllOrig, nllSae, nllZero,
-  // klSae, klZero, tokens}> — sums over the batch's predicted positions (see native/sae/splice.h).
+  // spliceEval(model, sae | sae[], inputIds, attentionMask | null, {hook, layer}): Promise<{nllOrig, nllSae,
+  // nllZero, klSae, klZero, tokens}> (an array of them, in order, for an array of SAEs: the clean and zero
+  // forwards then run once) — sums over the batch's predicted positions (see native/sae/splice.h).
   export_function(env, exports, "spliceEval", [](const Napi::CallbackInfo& info) -> Napi::Value {
     auto m = ModelHandle::model_of(info[0], "model");
-    auto s = sae_from_js(info[1]);
+    const bool many = info[1].IsArray();
+    std::vector<std::shared_ptr<sae::Sae>> saes;
+    if (many) {
+      auto arr = info[1].As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); ++i) saes.push_back(sae_from_js(arr.Get(i)));
+      if (saes.empty()) fail_range("sae: expected at least one SAE");
+    } else {
+      saes.push_back(sae_from_js(info[1]));
+    }
     at::Tensor ids = tensor_arg(info[2], "inputIds");
     std::vector<Napi::Object> keep{info[0].As<Napi::Object>(), info[1].As<Napi::Object>(), info[2].As<Napi::Object>()};
     at::Tensor mask;
@@ -317,17 +326,28 @@ void init_model(Napi::Env env, Napi::Object exports) {
     auto layer = opt_number(o, "layer");
     if (!layer) fail_type("layer: expected the layer the SAE reads");
     int64_t l = int64_t(*layer);
-    return run_async<sae::SpliceSums>(
-        info.Env(), [m, s, ids, mask, hook, l] { return sae::splice_eval(*m, *s, hook, l, ids, mask); },
-        [](Napi::Env env, sae::SpliceSums& r) -> Napi::Value {
-          auto out = Napi::Object::New(env);
-          out.Set("nllOrig", r.nll_orig);
-          out.Set("nllSae", r.nll_sae);
-          out.Set("nllZero", r.nll_zero);
-          out.Set("klSae", r.kl_sae);
-          out.Set("klZero", r.kl_zero);
-          out.Set("tokens", double(r.tokens));
-          return out;
+    return run_async<std::vector<sae::SpliceSums>>(
+        info.Env(),
+        [m, saes, ids, mask, hook, l] {
+          std::vector<const sae::Sae*> ptrs;
+          for (auto& s : saes) ptrs.push_back(s.get());
+          return sae::splice_eval(*m, ptrs, hook, l, ids, mask);
+        },
+        [many](Napi::Env env, std::vector<sae::SpliceSums>& rs) -> Napi::Value {
+          auto one = [&](const sae::SpliceSums& r) {
+            auto out = Napi::Object::New(env);
+            out.Set("nllOrig", r.nll_orig);
+            out.Set("nllSae", r.nll_sae);
+            out.Set("nllZero", r.nll_zero);
+            out.Set("klSae", r.kl_sae);
+            out.Set("klZero", r.kl_zero);
+            out.Set("tokens", double(r.tokens));
+            return out;
+          };
+          if (!many) return one(rs.front());
+          auto arr = Napi::Array::New(env, rs.size());
+          for (size_t i = 0; i < rs.size(); ++i) arr.Set(uint32_t(i), one(rs[i]));
+          return arr;
         },
         keep);
   });

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <vector>
 
 #include "model/model.h"
 #include "sae/sae.h"
@@ -24,5 +25,10 @@ struct SpliceSums {
 // Positions holding the model's BOS token are left as they are (SAEs are trained without BOS rows).
 SpliceSums splice_eval(const model::Model& m, const Sae& sae, const std::string& hook, int64_t layer,
                        const at::Tensor& input_ids, const at::Tensor& attention_mask = {});
+
+// Several SAEs of one site on the same batch: the clean and zero-ablated forwards run once, then one forward
+// per SAE (2 + n forwards instead of 3n). Results in the order of `saes`.
+std::vector<SpliceSums> splice_eval(const model::Model& m, const std::vector<const Sae*>& saes, const std::string& hook,
+                                    int64_t layer, const at::Tensor& input_ids, const at::Tensor& attention_mask = {});
 
 }  // namespace qsae::sae

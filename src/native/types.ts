@@ -197,6 +197,14 @@ export interface ModelNative {
     attentionMask: NativeTensor | null,
     opts: { hook?: string; layer: number },
   ): Promise<NativeSpliceSums>;
+  /** Several SAEs of one site: the clean and zero-ablated forwards run once per batch. */
+  spliceEval(
+    model: NativeModel,
+    saes: NativeSae[],
+    inputIds: NativeTensor,
+    attentionMask: NativeTensor | null,
+    opts: { hook?: string; layer: number },
+  ): Promise<NativeSpliceSums[]>;
   planModel(path: string, opts?: NativeLoadModelOptions): Promise<NativeModelPlan>;
 }
 

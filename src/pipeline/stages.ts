@@ -19,7 +19,7 @@ import { readPrompts } from "../model/prompts.js";
 import { Tokenizer } from "../model/tokenizer.js";
 import { evalSae, parseTrainProgress, Sae, trainSae } from "../sae/index.js";
 import type { SpliceEval } from "../sae/splice.js";
-import { spliceEvalSae } from "../sae/splice.js";
+import { spliceEvalSaes } from "../sae/splice.js";
 import type { MetricRow } from "./cells.js";
 import type { BenchmarkName, ExperimentConfig } from "./config.js";
 import type { SaeGridEntry } from "./plan.js";
@@ -222,21 +222,24 @@ export function pipelineStages(c: ExperimentConfig): Record<string, StageFn> {
         const ids = prompts.map((t) => tok.encode(t));
         const maxLength = Math.min(p.max_tokens, model.info.maxPositions);
         const n = ids.filter((t) => Math.min(t.length, maxLength) >= 2).length;
+        // All of the site's SAEs in one pass over the prompts: the clean and zero-ablated forwards run once.
+        const saes: Sae[] = [];
+        let rs: SpliceEval[];
+        try {
+          for (const src of sources) saes.push(await Sae.load(src.folder));
+          rs = await spliceEvalSaes(model, saes, ids, {
+            hook: p.hook,
+            layer: p.layer,
+            maxLength,
+            batchSize: p.batch_size,
+            signal: ctx.signal,
+            onProgress: (q) => ctx.progress({ done: q.done, total: n, unit: "prompts", message: `${sources.length} SAEs` }),
+          });
+        } finally {
+          for (const sae of saes) sae.dispose();
+        }
         for (const [i, src] of sources.entries()) {
-          const sae = await Sae.load(src.folder);
-          let r: SpliceEval;
-          try {
-            r = await spliceEvalSae(model, sae, ids, {
-              hook: p.hook,
-              layer: p.layer,
-              maxLength,
-              batchSize: p.batch_size,
-              signal: ctx.signal,
-              onProgress: (q) => ctx.progress({ done: i * n + q.done, total: sources.length * n, unit: "prompts", message: `${src.prec} ${src.s.name}` }),
-            });
-          } finally {
-            sae.dispose();
-          }
+          const r = rs[i];
           results.push({ ...r, sae_precision: src.prec, sae: src.s.name });
           const labels = { ...saeLabels(src.s), sae_precision: src.prec };
           for (const name of SPLICE_METRICS) {

@@ -50,22 +50,36 @@ function fromCfg(cfg: Record<string, unknown>): { hook?: string; layer?: number 
  * the KL divergence from the clean model.
  */
 export async function spliceEvalSae(model: Model, sae: Sae, prompts: readonly number[][], opts: SpliceEvalOptions = {}): Promise<SpliceEval> {
-  const meta = fromCfg(sae.info.cfg);
-  const hook = opts.hook ?? meta.hook ?? "resid_post";
-  const layer = opts.layer ?? meta.layer;
+  return (await spliceEvalSaes(model, [sae], prompts, opts))[0];
+}
+
+/**
+ * spliceEvalSae for several SAEs of the same site (hook and layer) at once: each batch's clean and
+ * zero-ablated forward passes run once for all of them. Results in the order of `saes`.
+ */
+export async function spliceEvalSaes(model: Model, saes: readonly Sae[], prompts: readonly number[][], opts: SpliceEvalOptions = {}): Promise<SpliceEval[]> {
+  if (saes.length === 0) throw new RangeError("saes: need at least one SAE");
+  const sites = saes.map((sae) => {
+    const meta = fromCfg(sae.info.cfg);
+    return { hook: opts.hook ?? meta.hook ?? "resid_post", layer: opts.layer ?? meta.layer };
+  });
+  const { hook, layer } = sites[0];
   if (layer === undefined) throw new TypeError("layer: the SAE's cfg.json names no layer; pass one");
+  if (sites.some((s) => s.hook !== hook || s.layer !== layer))
+    throw new RangeError(`saes: all SAEs must read the same site (got ${[...new Set(sites.map((s) => `${s.hook}.${s.layer}`))].join(", ")}); pass hook and layer to override`);
   if (!Number.isInteger(layer) || layer < 0 || layer >= model.info.numLayers)
     throw new RangeError(`layer: ${layer} is not a layer of this model (0..${model.info.numLayers - 1})`);
-  if (sae.info.dIn !== model.info.hiddenSize)
-    throw new RangeError(`SAE d_in ${sae.info.dIn} does not match the model's hidden size ${model.info.hiddenSize}`);
+  for (const sae of saes)
+    if (sae.info.dIn !== model.info.hiddenSize)
+      throw new RangeError(`SAE d_in ${sae.info.dIn} does not match the model's hidden size ${model.info.hiddenSize}`);
   const maxLength = opts.maxLength ?? 256;
   const batchSize = opts.batchSize ?? 8;
   const seqs = prompts.map((p) => p.slice(0, maxLength)).filter((p) => p.length >= 2);
   if (seqs.length === 0) throw new RangeError("prompts: need at least one prompt of 2 or more tokens");
   const pad = model.info.padTokenId ?? model.info.eosTokenIds[0] ?? 0;
-  const sum = { nllOrig: 0, nllSae: 0, nllZero: 0, klSae: 0, klZero: 0, tokens: 0 };
+  const sums = saes.map(() => ({ nllOrig: 0, nllSae: 0, nllZero: 0, klSae: 0, klZero: 0, tokens: 0 }));
   const h = nativeModelOf(model);
-  const s = Sae.nativeOf(sae);
+  const handles = saes.map((s) => Sae.nativeOf(s));
   for (let i = 0; i < seqs.length; i += batchSize) {
     opts.signal?.throwIfAborted();
     const batch = seqs.slice(i, i + batchSize);
@@ -73,25 +87,29 @@ export async function spliceEvalSae(model: Model, sae: Sae, prompts: readonly nu
     const idsT = Tensor.from(ids, [batch.length, T]);
     const maskT = Tensor.from(mask, [batch.length, T]);
     try {
-      const r = await native().spliceEval(h, s, nativeTensor(idsT), nativeTensor(maskT), { hook, layer });
-      for (const k of Object.keys(sum) as (keyof typeof sum)[]) sum[k] += r[k];
+      const rs = await native().spliceEval(h, handles, nativeTensor(idsT), nativeTensor(maskT), { hook, layer });
+      rs.forEach((r, j) => {
+        for (const k of Object.keys(sums[j]) as (keyof (typeof sums)[number])[]) sums[j][k] += r[k];
+      });
     } finally {
       idsT.dispose();
       maskT.dispose();
     }
     opts.onProgress?.({ done: Math.min(i + batchSize, seqs.length), total: seqs.length });
   }
-  const n = sum.tokens;
-  const ce_orig = sum.nllOrig / n, ce_sae = sum.nllSae / n, ce_zero = sum.nllZero / n;
-  return {
-    ce_orig,
-    ce_sae,
-    ce_zero,
-    ce_score: (ce_zero - ce_sae) / (ce_zero - ce_orig),
-    kl_sae: sum.klSae / n,
-    kl_zero: sum.klZero / n,
-    tokens: n,
-    hook,
-    layer,
-  };
+  return sums.map((sum) => {
+    const n = sum.tokens;
+    const ce_orig = sum.nllOrig / n, ce_sae = sum.nllSae / n, ce_zero = sum.nllZero / n;
+    return {
+      ce_orig,
+      ce_sae,
+      ce_zero,
+      ce_score: (ce_zero - ce_sae) / (ce_zero - ce_orig),
+      kl_sae: sum.klSae / n,
+      kl_zero: sum.klZero / n,
+      tokens: n,
+      hook,
+      layer,
+    };
+  });
 }

@@ -56,6 +56,37 @@ TEST_CASE("splice_eval: exact SAE recovers all the loss, zero decoder equals the
   }
 }
 
+TEST_CASE("splice_eval: several SAEs in one call equal one call each") {
+  const std::string dir = testing::shared_model("tiny-qwen3");
+  if (!is_directory(dir)) {
+    MESSAGE("../shared not found: skipped");
+    return;
+  }
+  model::LoadOptions o;
+  o.precision = model::parse_precision("fp32");
+  auto m = model::Model::load(dir, o);
+  const int64_t D = m->config().hidden_size;
+  at::Tensor ids = at::randint(0, 256, {2, 8}, at::kLong);
+  const sae::Sae exact = exact_sae(D, false), zero = exact_sae(D, true);
+  sae::Sae noisy = exact_sae(D, false);
+  noisy.W_dec = noisy.W_dec + 0.05 * at::randn_like(noisy.W_dec);
+  auto many = sae::splice_eval(*m, std::vector<const sae::Sae*>{&exact, &zero, &noisy}, "resid_post", 1, ids);
+  REQUIRE(many.size() == 3);
+  const sae::Sae* each[] = {&exact, &zero, &noisy};
+  for (int i = 0; i < 3; ++i) {
+    CAPTURE(i);
+    auto one = sae::splice_eval(*m, *each[i], "resid_post", 1, ids);
+    CHECK(many[i].tokens == one.tokens);
+    CHECK(many[i].nll_orig == doctest::Approx(one.nll_orig).epsilon(1e-12));
+    CHECK(many[i].nll_sae == doctest::Approx(one.nll_sae).epsilon(1e-12));
+    CHECK(many[i].nll_zero == doctest::Approx(one.nll_zero).epsilon(1e-12));
+    CHECK(many[i].kl_sae == doctest::Approx(one.kl_sae).epsilon(1e-9));
+    CHECK(many[i].kl_zero == doctest::Approx(one.kl_zero).epsilon(1e-9));
+  }
+  CHECK(many[2].nll_sae != doctest::Approx(many[0].nll_sae).epsilon(1e-9));  // the three really differ
+  CHECK_THROWS_WITH(sae::splice_eval(*m, std::vector<const sae::Sae*>{}, "resid_post", 1, ids), doctest::Contains("no SAEs"));
+}
+
 TEST_CASE("splice_eval: BOS positions keep their activations") {
   const std::string dir = testing::shared_model("tiny-gpt2");  // bos_token_id 50256
   if (!is_directory(dir)) {

@@ -10,7 +10,7 @@ import { Model } from "../../src/model/model.js";
 import { Tokenizer } from "../../src/model/tokenizer.js";
 import { defaultModelDir } from "../../src/pipeline/demo.js";
 import { Sae } from "../../src/sae/index.js";
-import { spliceEvalSae } from "../../src/sae/splice.js";
+import { spliceEvalSae, spliceEvalSaes } from "../../src/sae/splice.js";
 import { Tensor } from "../../src/tensor.js";
 import { runCli } from "../helpers/cli.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -82,6 +82,24 @@ describe("SAE spliced into the model's forward pass", () => {
     expect(z.ce_score).toBeCloseTo(0, 4);
     expect(z.kl_sae).toBeCloseTo(z.kl_zero, 6);
     zero.dispose();
+  });
+
+  it("several SAEs of one site in one pass give what each gives alone", async () => {
+    const exact = await Sae.load(await writeSae("many-identity", D, layer, "identity"));
+    const zero = await Sae.load(await writeSae("many-zero", D, layer, "zero"));
+    const [a, b] = await spliceEvalSaes(model, [exact, zero], ids, { batchSize: 2 });
+    const a1 = await spliceEvalSae(model, exact, ids, { batchSize: 2 });
+    const b1 = await spliceEvalSae(model, zero, ids, { batchSize: 2 });
+    for (const [many, one] of [[a, a1], [b, b1]] as const) {
+      expect(many.tokens).toBe(one.tokens);
+      for (const k of ["ce_orig", "ce_sae", "ce_zero", "kl_sae", "kl_zero"] as const) expect(many[k]).toBeCloseTo(one[k], 9);
+    }
+    expect(a.ce_score).toBeCloseTo(1, 4);
+    expect(b.ce_score).toBeCloseTo(0, 4);
+    const other = await Sae.load(await writeSae("many-other-layer", D, layer + 1, "identity"));
+    await expect(spliceEvalSaes(model, [exact, other], ids)).rejects.toThrow(/all SAEs must read the same site/);
+    await expect(spliceEvalSaes(model, [], ids)).rejects.toThrow(/need at least one SAE/);
+    for (const s of [exact, zero, other]) s.dispose();
   });
 
   it("bad input: layer out of range, SAE width mismatch", async () => {
