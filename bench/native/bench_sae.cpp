@@ -2,9 +2,9 @@
 //  CPU (default): d_in 512, batch 4096, expansions 0.5 / 2 / 8, relu, topk (k 32) and jumprelu: tokens/s of
 //  a full training step (forward, backward, Adam, decoder normalization; jumprelu: its threshold too) on the
 //  fused path vs the plain autograd path with the reference Adam, interleaved in the same run.
-//  CUDA (--device cuda): d_in 2048 and 4096, expansion 8, batch 4096, relu and topk (k 32), bf16 matmuls with
+//  CUDA (--device cuda): d_in 2048 and 4096, expansion 8, batch 4096, relu, topk (k 32) and jumprelu, bf16 matmuls with
 //  fp32 master weights: tokens/s and the fraction of the bf16 matmul floor (the step's GEMMs timed alone:
-//  5 for relu, 3 for topk) reached.
+//  5 for relu and jumprelu, 3 for topk) reached.
 // Usage: qsae_bench_sae [--device cpu|cuda] [--out FILE.json] [--quick] [--only TYPE:EXPANSION]
 #include <algorithm>
 #include <chrono>
@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
     std::printf("qsae bench_sae (CUDA %s): batch %lld, expansion 8, bf16 matmuls\n",
                 info.cuda_devices.empty() ? "?" : info.cuda_devices[0].name.c_str(), (long long)B);
     for (int64_t d : {2048, 4096})
-      for (std::string arch : {"relu", "topk"}) {
+      for (std::string arch : {"relu", "topk", "jumprelu"}) {
         int64_t S = 8 * d;
         auto x = at::randn({B, d}, at::TensorOptions().device(dev));
         Trainer t(arch, d, S, 32, dev);
@@ -133,11 +133,11 @@ int main(int argc, char** argv) {
           std::sort(t.begin(), t.end());
           return t[t.size() / 2];
         };
-        double step = per_call([&] { t.run(x, 2, arch == "relu" ? 5e-4 : 0.0); }, 10);
+        double step = per_call([&] { t.run(x, 2, arch == "topk" ? 0.0 : 5e-4); }, 10);
         auto xb = x.to(at::kBFloat16);
         // Fresh random operands (never zeros): the floor is n GEMMs of the step's largest shape, timed alone.
         auto W = at::randn({d, S}, xb.options());
-        int n_gemm = arch == "relu" ? 5 : 3;
+        int n_gemm = arch == "topk" ? 3 : 5;  // relu and jumprelu: dense encoder and decoder GEMMs
         double gemm = per_call([&] { (void)xb.mm(W); }, 20);
         double floor = n_gemm * gemm;
         double tflops = 2.0 * B * d * S / gemm / 1e12;

@@ -331,8 +331,10 @@ TEST_CASE("CUDA jumprelu step equals autograd, the threshold gradient included" 
     auto sc = s.to(at::Device("cuda"), at::kFloat);
     auto c = cuda_forward_backward(sc, x.cuda(), o);
     CHECK(c.mse == doctest::Approx(r.mse).epsilon(1e-4));
-    CHECK(c.l1 == doctest::Approx(r.l1).epsilon(1e-9));
-    CHECK(c.l0 == doctest::Approx(r.l0).epsilon(1e-9));
+    // the same entries fire on both devices (fired is compared exactly below); the means of those counts differ
+    // only by the order of the fp32 sums (seen on an H200: equal to 5 digits, not to 1e-9)
+    CHECK(c.l1 == doctest::Approx(r.l1).epsilon(1e-6));
+    CHECK(c.l0 == doctest::Approx(r.l0).epsilon(1e-6));
     CHECK(c.loss == doctest::Approx(r.loss).epsilon(1e-4));
     CHECK(at::equal(c.fired.cpu(), r.fired));
     check_close(c.gW_enc, r.gW_enc, "gW_enc", 1e-3, 1e-5);
@@ -344,8 +346,8 @@ TEST_CASE("CUDA jumprelu step equals autograd, the threshold gradient included" 
     // bf16 GEMMs (the trainer's default on CUDA): pre is still exact, so the selection and the L0 penalty are
     // the same; the reconstruction carries bf16 rounding
     auto cb = cuda_forward_backward(sc, x.cuda(), o, true);
-    CHECK(cb.l1 == doctest::Approx(r.l1).epsilon(1e-9));
-    CHECK(cb.l0 == doctest::Approx(r.l0).epsilon(1e-9));
+    CHECK(cb.l1 == doctest::Approx(r.l1).epsilon(1e-6));
+    CHECK(cb.l0 == doctest::Approx(r.l0).epsilon(1e-6));
     CHECK(at::equal(cb.fired.cpu(), r.fired));
     CHECK(cb.mse == doctest::Approx(r.mse).epsilon(3e-2));
   }
