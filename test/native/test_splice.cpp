@@ -22,6 +22,17 @@ sae::Sae exact_sae(int64_t D, bool zero_decoder) {
   s.b_dec = at::zeros({D});
   return s;
 }
+// A ../shared fixture model at fp32 on the CPU, or null (with a message) when ../shared is absent.
+std::shared_ptr<model::Model> fp32_shared_model(const std::string& name) {
+  const std::string dir = testing::shared_model(name);
+  if (!is_directory(dir)) {
+    MESSAGE("../shared not found: skipped");
+    return nullptr;
+  }
+  model::LoadOptions o;
+  o.precision = model::parse_precision("fp32");
+  return model::Model::load(dir, o);
+}
 }  // namespace
 
 TEST_CASE("splice_eval: exact SAE recovers all the loss, zero decoder equals the zero ablation") {
@@ -57,14 +68,8 @@ TEST_CASE("splice_eval: exact SAE recovers all the loss, zero decoder equals the
 }
 
 TEST_CASE("splice_eval: several SAEs in one call equal one call each") {
-  const std::string dir = testing::shared_model("tiny-qwen3");
-  if (!is_directory(dir)) {
-    MESSAGE("../shared not found: skipped");
-    return;
-  }
-  model::LoadOptions o;
-  o.precision = model::parse_precision("fp32");
-  auto m = model::Model::load(dir, o);
+  auto m = fp32_shared_model("tiny-qwen3");
+  if (!m) return;
   const int64_t D = m->config().hidden_size;
   at::Tensor ids = at::randint(0, 256, {2, 8}, at::kLong);
   const sae::Sae exact = exact_sae(D, false), zero = exact_sae(D, true);
@@ -88,14 +93,8 @@ TEST_CASE("splice_eval: several SAEs in one call equal one call each") {
 }
 
 TEST_CASE("splice_eval: BOS positions keep their activations") {
-  const std::string dir = testing::shared_model("tiny-gpt2");  // bos_token_id 50256
-  if (!is_directory(dir)) {
-    MESSAGE("../shared not found: skipped");
-    return;
-  }
-  model::LoadOptions o;
-  o.precision = model::parse_precision("fp32");
-  auto m = model::Model::load(dir, o);
+  auto m = fp32_shared_model("tiny-gpt2");  // bos_token_id 50256
+  if (!m) return;
   const int64_t D = m->config().hidden_size, bos = m->config().bos_token_id;
   REQUIRE(bos >= 0);
   // Only BOS tokens: nothing is edited, so even a zero decoder changes nothing.
