@@ -3,8 +3,8 @@
 //   train:<model>:<precision>:<hook>.<layer>       the SAE grid of one layer, in one pass over its activations
 //   transfer:<model>:<hook>.<layer>:<sae>:<a>-><b> the <sae> precision's SAEs applied to <a> and <b> activations
 //   align:<model>:<hook>.<layer>:<ref>~<p>         each grid SAE of <p> aligned with the reference's
-//   splice:<model>:<precision>:<hook>.<layer>      the model loaded at <precision> once; the reference's and
-//                                                  <precision>'s own SAEs spliced into its forward pass
+//   splice:<model>:<precision>                     the model loaded at <precision> once; at every site the
+//                                                  reference's and <precision>'s own SAEs spliced into its forward pass
 //   bench:<model>:<precision>:<task>               one benchmark at one precision
 //   compare:<model>:<task>:<ref>-><p>              flipped items and McNemar's test between two precisions
 import { existsSync, statSync } from "node:fs";
@@ -145,27 +145,27 @@ export function buildPlan(c: ExperimentConfig, opts: PlanOptions = {}): Plan {
             params: { hook: s.hook, layer: s.layer, reference: c.reference, precision: p },
             labels: { model: m.name, hook: s.hook, layer: s.layer, reference: c.reference, precision: p },
           });
-      if (c.splice.enabled)
-        for (const p of c.precisions)
-          specs.push({
-            id: `splice:${m.name}:${p}:${s.hook}.${s.layer}`,
-          ...(m.devices > 1 ? { devices: m.devices } : {}),
-            stage: "splice",
-            deps: [...new Set([`train:${m.name}:${c.reference}:${s.hook}.${s.layer}`, `train:${m.name}:${p}:${s.hook}.${s.layer}`])],
-            params: {
-              hook: s.hook,
-              layer: s.layer,
-              precision: p,
-              reference: c.reference,
-              quantization: quantSlice(c, p),
-              prompts: c.splice.prompts,
-              max_tokens: c.splice.max_tokens,
-              batch_size: c.splice.batch_size,
-            },
-            inputs: { model: modelHash, prompts: promptsHash },
-            labels: { model: m.name, precision: p, reference: c.reference, hook: s.hook, layer: s.layer },
-          });
     }
+    // One splice cell per precision: the model is loaded once and every site's SAEs are spliced in turn.
+    if (c.splice.enabled)
+      for (const p of c.precisions)
+        specs.push({
+          id: `splice:${m.name}:${p}`,
+          ...(m.devices > 1 ? { devices: m.devices } : {}),
+          stage: "splice",
+          deps: [...new Set(sites.flatMap((s) => [`train:${m.name}:${c.reference}:${s.hook}.${s.layer}`, `train:${m.name}:${p}:${s.hook}.${s.layer}`]))],
+          params: {
+            sites,
+            precision: p,
+            reference: c.reference,
+            quantization: quantSlice(c, p),
+            prompts: c.splice.prompts,
+            max_tokens: c.splice.max_tokens,
+            batch_size: c.splice.batch_size,
+          },
+          inputs: { model: modelHash, prompts: promptsHash },
+          labels: { model: m.name, precision: p, reference: c.reference },
+        });
     for (const task of BENCHMARKS) {
       const b = c.benchmarks[task];
       if (!b) continue;

@@ -210,46 +210,53 @@ export function pipelineStages(c: ExperimentConfig): Record<string, StageFn> {
     },
 
     async splice(ctx) {
-      const p = ctx.cell.params as { hook: string; layer: number; precision: string; reference: string; quantization: QuantSlice; prompts: number; max_tokens: number; batch_size?: number };
-      const trainOf = (prec: string) => `train:${String(ctx.cell.labels?.model)}:${prec}:${p.hook}.${p.layer}`;
-      // The reference's SAEs first, then this precision's own (the same ones at the reference precision).
-      const sources = [...new Set([p.reference, p.precision])].flatMap((prec) => readSaeIndex(ctx.input(trainOf(prec))).map((s) => ({ prec, s, folder: join(ctx.input(trainOf(prec)), s.folder) })));
+      const p = ctx.cell.params as { sites: { hook: string; layer: number }[]; precision: string; reference: string; quantization: QuantSlice; prompts: number; max_tokens: number; batch_size?: number };
+      const modelName = String(ctx.cell.labels?.model);
       const prompts = (await readPrompts(c.prompts)).slice(0, p.prompts);
-      const { model, tok } = await loadModel(c, ctx, String(ctx.cell.labels?.model), p.precision, p.quantization);
+      // The model is loaded once for all sites.
+      const { model, tok } = await loadModel(c, ctx, modelName, p.precision, p.quantization);
       const metrics: MetricRow[] = [];
       const results: (SpliceEval & { sae_precision: string; sae: string })[] = [];
       try {
         const ids = prompts.map((t) => tok.encode(t));
         const maxLength = Math.min(p.max_tokens, model.info.maxPositions);
         const n = ids.filter((t) => Math.min(t.length, maxLength) >= 2).length;
-        // All of the site's SAEs in one pass over the prompts: the clean and zero-ablated forwards run once.
-        const saes: Sae[] = [];
-        let rs: SpliceEval[];
-        try {
-          for (const src of sources) saes.push(await Sae.load(src.folder));
-          rs = await spliceEvalSaes(model, saes, ids, {
-            hook: p.hook,
-            layer: p.layer,
-            maxLength,
-            batchSize: p.batch_size,
-            signal: ctx.signal,
-            onProgress: (q) => ctx.progress({ done: q.done, total: n, unit: "prompts", message: `${sources.length} SAEs` }),
-          });
-        } finally {
-          for (const sae of saes) sae.dispose();
-        }
-        for (const [i, src] of sources.entries()) {
-          const r = rs[i];
-          results.push({ ...r, sae_precision: src.prec, sae: src.s.name });
-          const labels = { ...saeLabels(src.s), sae_precision: src.prec };
-          for (const name of SPLICE_METRICS) {
-            // ce_score is undefined when zeroing the site costs nothing (CE_zero = CE_orig): left out, kept in splice.json
-            if (!Number.isFinite(r[name])) continue;
-            metrics.push({ metric: name, value: r[name], ci95: null, n: r.tokens, labels });
+        for (const [si, site] of p.sites.entries()) {
+          const trainOf = (prec: string) => `train:${modelName}:${prec}:${site.hook}.${site.layer}`;
+          // The reference's SAEs first, then this precision's own (the same ones at the reference precision).
+          const sources = [...new Set([p.reference, p.precision])].flatMap((prec) =>
+            readSaeIndex(ctx.input(trainOf(prec))).map((s) => ({ prec, s, folder: join(ctx.input(trainOf(prec)), s.folder) })),
+          );
+          // All of the site's SAEs in one pass over the prompts: the clean and zero-ablated forwards run once.
+          const saes: Sae[] = [];
+          let rs: SpliceEval[];
+          try {
+            for (const src of sources) saes.push(await Sae.load(src.folder));
+            rs = await spliceEvalSaes(model, saes, ids, {
+              hook: site.hook,
+              layer: site.layer,
+              maxLength,
+              batchSize: p.batch_size,
+              signal: ctx.signal,
+              onProgress: (q) =>
+                ctx.progress({ done: si * n + q.done, total: p.sites.length * n, unit: "prompts", message: `${site.hook}.${site.layer}: ${sources.length} SAEs` }),
+            });
+          } finally {
+            for (const sae of saes) sae.dispose();
+          }
+          for (const [i, src] of sources.entries()) {
+            const r = rs[i];
+            results.push({ ...r, sae_precision: src.prec, sae: src.s.name });
+            const labels = { ...saeLabels(src.s), hook: site.hook, layer: site.layer, sae_precision: src.prec };
+            for (const name of SPLICE_METRICS) {
+              // ce_score is undefined when zeroing the site costs nothing (CE_zero = CE_orig): left out, kept in splice.json
+              if (!Number.isFinite(r[name])) continue;
+              metrics.push({ metric: name, value: r[name], ci95: null, n: r.tokens, labels });
+            }
           }
         }
         writeFileSync(join(ctx.dir, "splice.json"), `${JSON.stringify(results, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v), 1)}\n`);
-        return { metrics, info: { prompts: n, tokens: results[0]?.tokens ?? 0 } };
+        return { metrics, info: { prompts: n, sites: p.sites.length, tokens: results[0]?.tokens ?? 0 } };
       } finally {
         model.dispose();
       }

@@ -121,13 +121,25 @@ describe.skipIf(!haveShared)(`plan (${haveShared ? "shared fixtures" : sharedSki
     expect(count("align")).toBe(3 * 3);
     expect(count("bench")).toBe(8);
     expect(count("compare")).toBe(6);
-    expect(count("splice")).toBe(4 * 3);
+    expect(count("splice")).toBe(4 * 2); // one per model and precision, all its sites in one model load
     const t = p.cells.find((c) => c.id === "transfer:gpt2:resid_post.0:bf16:bf16->nf4")!;
     expect(t.deps.sort()).toEqual(["extract:gpt2:bf16", "extract:gpt2:nf4", "train:gpt2:bf16:resid_post.0"]);
-    const s = p.cells.find((c) => c.id === "splice:tiny-qwen3:nf4:resid_post.1")!;
-    expect(s.deps.sort()).toEqual(["train:tiny-qwen3:bf16:resid_post.1", "train:tiny-qwen3:nf4:resid_post.1"]);
-    expect(s.params).toMatchObject({ precision: "nf4", reference: "bf16", prompts: 64, max_tokens: 128, quantization: { blocksize: 64, double_quant: false } });
-    expect(p.cells.find((c) => c.id === "splice:gpt2:bf16:resid_post.0")!.deps).toEqual(["train:gpt2:bf16:resid_post.0"]);
+    const s = p.cells.find((c) => c.id === "splice:tiny-qwen3:nf4")!;
+    expect(s.deps.sort()).toEqual([
+      "train:tiny-qwen3:bf16:resid_post.0",
+      "train:tiny-qwen3:bf16:resid_post.1",
+      "train:tiny-qwen3:nf4:resid_post.0",
+      "train:tiny-qwen3:nf4:resid_post.1",
+    ]);
+    expect(s.params).toMatchObject({
+      sites: [{ hook: "resid_post", layer: 0 }, { hook: "resid_post", layer: 1 }],
+      precision: "nf4",
+      reference: "bf16",
+      prompts: 64,
+      max_tokens: 128,
+      quantization: { blocksize: 64, double_quant: false },
+    });
+    expect(p.cells.find((c) => c.id === "splice:gpt2:bf16")!.deps).toEqual(["train:gpt2:bf16:resid_post.0"]);
     expect(buildPlan(cfg({ splice: { enabled: false } })).cells.some((c) => c.stage === "splice")).toBe(false);
     // dependencies come before dependents
     const pos = new Map(p.cells.map((c, i) => [c.id, i]));
@@ -142,7 +154,7 @@ describe.skipIf(!haveShared)(`plan (${haveShared ? "shared fixtures" : sharedSki
     expect(split.cells.map((c) => c.key)).toEqual(plain.cells.map((c) => c.key));
     const spans = (id: string) => split.cells.find((c) => c.id === id)!.devices ?? 1;
     expect(spans("extract:tiny-qwen3:nf4")).toBe(2);
-    expect(spans("splice:tiny-qwen3:nf4:resid_post.1")).toBe(2);
+    expect(spans("splice:tiny-qwen3:nf4")).toBe(2);
     expect(spans("bench:tiny-qwen3:nf4:humaneval")).toBe(2);
     expect(spans("train:tiny-qwen3:nf4:resid_post.1")).toBe(1);
     expect(spans("extract:gpt2:nf4")).toBe(1);

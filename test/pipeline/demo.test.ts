@@ -35,7 +35,7 @@ describe("qsae demo", () => {
     it("plans 4 precisions × 3 layers, SAEs 0.5× and 2×, transfer, alignment, splicing and three benchmarks", () => {
       const p = buildPlan(demoConfig());
       const n = (s: string) => p.cells.filter((c) => c.stage === s).length;
-      expect([n("extract"), n("train"), n("transfer"), n("align"), n("splice"), n("bench"), n("compare")]).toEqual([4, 12, 9, 9, 12, 12, 9]);
+      expect([n("extract"), n("train"), n("transfer"), n("align"), n("splice"), n("bench"), n("compare")]).toEqual([4, 12, 9, 9, 4, 12, 9]);
       expect(Object.values(p.layers)[0]).toHaveLength(3);
       expect(p.grid.map((g) => g.expansion)).toEqual([0.5, 2]);
     });
