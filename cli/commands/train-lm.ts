@@ -90,7 +90,7 @@ export const trainLmCommand: CommandModule<object, Args> = {
       device: a.device,
       command: `qsae ${process.argv.slice(2).join(" ")}`,
       log: (l) => bar.log(l),
-      onProgress: (p) => bar.update(p.done, p.message),
+      onProgress: (p) => bar.update(p.done, p.message, p.total),
     });
     bar.stop();
     if (a.json) {
