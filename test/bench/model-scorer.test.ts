@@ -108,8 +108,9 @@ describe("bench with stand-in models", () => {
   it("HumanEval: completions are cut at stop sequences, executed while later batches generate", async () => {
     const data = sharedPath("datasets/humaneval/HumanEval.jsonl.gz");
     if (!haveShared) return;
-    const { loadHumanEval } = await import("../../src/bench/humaneval.js");
-    const probs = new Map(loadHumanEval(data).map((p) => [p.prompt, p]));
+    const { loadHumanEval, splitPromptTail } = await import("../../src/bench/humaneval.js");
+    // the model is given each prompt without its trailing whitespace, and generates that whitespace itself
+    const probs = new Map(loadHumanEval(data).map((p) => [splitPromptTail(p.prompt).head, p]));
     const order: string[] = [];
     const r = await runHumanEval({
       data,
@@ -121,8 +122,9 @@ describe("bench with stand-in models", () => {
         expect(req.temperature).toBe(0);
         order.push(`gen ${prompts.length}`);
         // canonical solution followed by junk a base model would ramble on with
+        for (const p of prompts) expect(p).toBe(p.trimEnd());
         return prompts.map((p, i) => ({
-          completion: i === 1 ? "    return 'wrong'\n" : `${probs.get(p)!.canonical_solution}\n\ndef junk():\n    pass\n`,
+          completion: i === 1 ? "    return 'wrong'\n" : `${splitPromptTail(probs.get(p)!.prompt).tail}${probs.get(p)!.canonical_solution}\n\ndef junk():\n    pass\n`,
           finishReason: "length",
         }));
       },
@@ -138,8 +140,8 @@ describe("bench with stand-in models", () => {
 
   it("HumanEval: several samples per task give pass@k with sampling; chat answers give their code block", async () => {
     const data = join(repoRoot, "data/tasks/humaneval.jsonl");
-    const { loadHumanEval } = await import("../../src/bench/humaneval.js");
-    const probs = new Map(loadHumanEval(data).map((p) => [p.prompt, p]));
+    const { loadHumanEval, splitPromptTail } = await import("../../src/bench/humaneval.js");
+    const probs = new Map(loadHumanEval(data).map((p) => [splitPromptTail(p.prompt).head, p]));
     let calls = 0;
     const r = await runHumanEval({
       data,
@@ -152,7 +154,7 @@ describe("bench with stand-in models", () => {
         expect(req.temperature).toBe(0.8);
         calls++;
         // the first round (one prompt per task) right, the next two rounds wrong
-        return prompts.map((p) => ({ completion: calls === 1 ? probs.get(p)!.canonical_solution! : "    return None\n" }));
+        return prompts.map((p) => ({ completion: calls === 1 ? `\n${probs.get(p)!.canonical_solution!}` : "    return None\n" }));
       },
     });
     expect(r.items.length).toBe(9);
