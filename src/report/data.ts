@@ -144,7 +144,8 @@ export function spliceRows(d: ReportData): SpliceRow[] {
   const byKey = new Map<string, SpliceRow>();
   for (const m of d.results.metrics) {
     if (m.stage !== "splice") continue;
-    const k = `${m.cell}\u0000${m.labels.sae_precision}\u0000${m.labels.sae}`;
+    // one splice cell covers every site of a model at one precision: a row is a (cell, site, SAE)
+    const k = `${m.cell}\u0000${m.labels.hook}\u0000${m.labels.layer}\u0000${m.labels.sae_precision}\u0000${m.labels.sae}`;
     let r = byKey.get(k);
     if (!r) {
       r = {
