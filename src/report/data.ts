@@ -8,6 +8,7 @@ import { collectResults, readPlan } from "../pipeline/results.js";
 import type { PlanFile } from "../pipeline/results.js";
 import { SPLICE_METRICS } from "../pipeline/plan.js";
 import type { CellRecord } from "../pipeline/runner.js";
+import type { SpliceEval } from "../sae/splice.js";
 import { PRECISION_ORDER } from "./charts.js";
 
 export type CI = [number, number] | null;
@@ -119,24 +120,18 @@ export function gridNames(d: ReportData): { name: string; expansion: number; l1:
 
 export const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
 
-/** One SAE spliced into one model at one precision and site (the splice stage's metrics, grouped). */
-export interface SpliceRow {
+/**
+ * One SAE spliced into one model at one precision and site (the splice stage's metrics, grouped). A metric
+ * the cell did not record is NaN (ce_score when zero-ablating the site costs nothing).
+ */
+export interface SpliceRow extends Omit<SpliceEval, "tokens"> {
   model: string;
-  hook: string;
-  layer: number;
   /** the model's precision */
   precision: string;
   /** the precision whose activations the SAE was trained on */
   sae_precision: string;
   sae: string;
   expansion: number;
-  ce_orig: number;
-  ce_sae: number;
-  ce_zero: number;
-  /** loss recovered; NaN when zero-ablating the site costs nothing */
-  ce_score: number;
-  kl_sae: number;
-  kl_zero: number;
   tokens: number | undefined;
 }
 
