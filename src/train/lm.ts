@@ -190,6 +190,7 @@ export async function trainLm(o: TrainLmOptions): Promise<TrainLmReport> {
   mkdirSync(tmp, { recursive: true });
   try {
     const dtype = o.saveDtype ?? "bf16";
+    const device = o.device ?? "cpu";
     writeFileSync(join(tmp, "config.json"), `${JSON.stringify(llamaConfig(arch, eosId, dtype), null, 2)}\n`);
     writeFileSync(join(tmp, "generation_config.json"), `${JSON.stringify({ bos_token_id: eosId, eos_token_id: eosId, pad_token_id: eosId, do_sample: false }, null, 2)}\n`);
     writeFileSync(join(tmp, "tokenizer.json"), JSON.stringify(tokJson));
@@ -210,7 +211,7 @@ export async function trainLm(o: TrainLmOptions): Promise<TrainLmReport> {
         seed: o.seed,
         maxSeconds: o.maxSeconds,
         saveDtype: dtype,
-        device: o.device ?? "cpu",
+        device,
         evalWindows,
         evalEvery: Math.max(50, Math.floor(o.steps / 10)),
       }),
@@ -237,7 +238,7 @@ export async function trainLm(o: TrainLmOptions): Promise<TrainLmReport> {
       heldout_tokens: heldIds.length,
       arch,
       parameters: parameterCount(arch),
-      schedule: { seq_len: o.seqLen, batch_size: o.batchSize, steps: o.steps, warmup_steps: o.warmupSteps, lr: o.lr, weight_decay: o.weightDecay, seed: o.seed, device: o.device ?? "cpu" },
+      schedule: { seq_len: o.seqLen, batch_size: o.batchSize, steps: o.steps, warmup_steps: o.warmupSteps, lr: o.lr, weight_decay: o.weightDecay, seed: o.seed, device },
       result,
       heldout_loss_nats: saved,
       heldout_bits_per_byte: (saved / Math.LN2) * tokensPerByte,
