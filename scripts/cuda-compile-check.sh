@@ -11,4 +11,4 @@ n=$(find native -name '*.cu' | wc -l)
 echo "qsae: compiling $n .cu file(s) with $(nvcc --version | tail -1)"
 cmake -S . -B build-cuda-check -G Ninja -DQSAE_CUDA_CHECK_ONLY=ON -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" >/dev/null
 cmake --build build-cuda-check --parallel "$(nproc)"
-echo "qsae: CUDA compile check passed ($n .cu file(s))"
+echo "qsae: CUDA compile check passed ($n .cu file(s), and the CUDA glue where the system torch has headers)"
