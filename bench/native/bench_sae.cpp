@@ -133,7 +133,21 @@ int main(int argc, char** argv) {
           std::sort(t.begin(), t.end());
           return t[t.size() / 2];
         };
-        double step = per_call([&] { t.run(x, 2, arch == "topk" ? 0.0 : 5e-4); }, 10);
+        const double l1 = arch == "topk" ? 0.0 : 5e-4;
+        double step = per_call([&] { t.run(x, 2, l1); }, 10);
+        // Where the step's time goes: the forward/backward alone, Adam over every parameter, the decoder
+        // renormalization.
+        LossOptions o;
+        o.l1_coef = l1;
+        StepResult r = cuda_forward_backward(t.s, x, o, true);
+        double fb = per_call([&] { (void)cuda_forward_backward(t.s, x, o, true); }, 10);
+        at::Tensor grads[5] = {r.gW_enc, r.gb_enc, r.gW_dec, r.gb_dec, r.gthreshold};
+        at::Tensor* params[5] = {&t.s.W_enc, &t.s.b_enc, &t.s.W_dec, &t.s.b_dec, &t.s.threshold};
+        double adam = per_call([&] {
+          for (int i = 0; i < 5; ++i)
+            if (grads[i].defined()) adam_step_cuda(*params[i], grads[i], t.m[i], t.v[i], 1000, 1e-4, 0.9, 0.999, 1e-8);
+        }, 10);
+        double norm = per_call([&] { t.s.W_dec.div_(t.s.W_dec.norm(2, {1}, true).clamp_min(1e-12)); }, 10);
         auto xb = x.to(at::kBFloat16);
         // Fresh random operands (never zeros): the floor is n GEMMs of the step's largest shape, timed alone.
         auto W = at::randn({d, S}, xb.options());
@@ -141,11 +155,14 @@ int main(int argc, char** argv) {
         double gemm = per_call([&] { (void)xb.mm(W); }, 20);
         double floor = n_gemm * gemm;
         double tflops = 2.0 * B * d * S / gemm / 1e12;
-        std::printf("d_in %lld %-5s %10.0f tok/s  step %.3f ms  floor %.3f ms (%d GEMMs at %.0f TFLOP/s)  %.0f%% of floor\n",
-                    (long long)d, arch.c_str(), B / step, step * 1e3, floor * 1e3, n_gemm, tflops, 100 * floor / step);
+        std::printf("d_in %lld %-8s %10.0f tok/s  step %.3f ms  floor %.3f ms (%d GEMMs at %.0f TFLOP/s)  %.0f%% of floor"
+                    "  [fwd+bwd %.3f, adam %.3f, renorm %.3f ms]\n",
+                    (long long)d, arch.c_str(), B / step, step * 1e3, floor * 1e3, n_gemm, tflops, 100 * floor / step,
+                    fb * 1e3, adam * 1e3, norm * 1e3);
         results.push_back({{"device", "cuda"}, {"type", arch}, {"d_in", d}, {"d_sae", S}, {"batch", B}, {"k", 32},
                            {"tokens_per_s", B / step}, {"step_ms", step * 1e3}, {"bf16_floor_ms", floor * 1e3},
-                           {"gemm_tflops", tflops}, {"fraction_of_floor", floor / step}});
+                           {"gemm_tflops", tflops}, {"fraction_of_floor", floor / step},
+                           {"forward_backward_ms", fb * 1e3}, {"adam_ms", adam * 1e3}, {"renorm_ms", norm * 1e3}});
       }
 #else
     std::fprintf(stderr, "qsae bench_sae: built without CUDA\n");

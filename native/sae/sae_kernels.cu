@@ -1,4 +1,5 @@
 // SAE CUDA kernels (see sae_kernels.h). Raw pointers + streams; no torch headers.
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -43,20 +44,105 @@ __global__ void jumprelu_epilogue_kernel(float* __restrict__ pre, const float* _
   }
 }
 
-// jumprelu backward: blocks of 32 latents (a warp reads 32 adjacent floats of a row) x kJrRows row lanes, over
-// one chunk of rows (blockIdx.y). Each block writes its chunk's threshold sums to partial[chunk, j].
-constexpr int kJrRows = 8;
+// Kernels that also reduce over rows (per-latent sums) use blocks of 32 latents (a warp reads 32 adjacent
+// elements of a row) x kColRows row lanes, over one chunk of rows (blockIdx.y); each block writes its chunk's
+// sums to partial[chunk, j], and column_sum_kernel adds the chunks in order.
+constexpr int kColRows = 8;
+
+__device__ inline float to_f(float v) { return v; }
+__device__ inline float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T>
+__device__ inline T from_f(float v);
+template <>
+__device__ inline float from_f<float>(float v) { return v; }
+template <>
+__device__ inline __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+
+// relu / batch-threshold epilogue with per-latent counts and sums of f (partial[2 * chunk] and [2 * chunk + 1]).
+template <typename T>
+__global__ void relu_epilogue_stats_kernel(T* __restrict__ pre, const float* __restrict__ b_enc,
+                                           float* __restrict__ partial, int64_t B, int64_t S, int64_t rows_per_chunk,
+                                           int act, float thr) {
+  __shared__ float red[2][kColRows][33];
+  const int64_t j = blockIdx.x * int64_t(32) + threadIdx.x;
+  const int64_t b0 = blockIdx.y * rows_per_chunk;
+  const int64_t b1 = b0 + rows_per_chunk < B ? b0 + rows_per_chunk : B;
+  float cnt = 0.f, sum = 0.f;
+  if (j < S) {
+    const float bj = b_enc ? b_enc[j] : 0.f;
+#pragma unroll 4
+    for (int64_t b = b0 + threadIdx.y; b < b1; b += kColRows) {
+      const int64_t i = b * S + j;
+      float v = to_f(pre[i]) + bj;
+      v = (v > 0.f && (act != 2 || v >= thr)) ? v : 0.f;
+      pre[i] = from_f<T>(v);
+      cnt += v > 0.f ? 1.f : 0.f;
+      sum += v;
+    }
+  }
+  red[0][threadIdx.y][threadIdx.x] = cnt;
+  red[1][threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0 && j < S) {
+    float c = 0.f, t = 0.f;
+    for (int y = 0; y < kColRows; ++y) c += red[0][y][threadIdx.x], t += red[1][y][threadIdx.x];
+    partial[(2 * blockIdx.y) * S + j] = c;
+    partial[(2 * blockIdx.y + 1) * S + j] = t;
+  }
+}
+
+__global__ void relu_stats_sum_kernel(const float* __restrict__ partial, int64_t chunks, int64_t S,
+                                      int64_t* __restrict__ fired, float* __restrict__ fsum) {
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < S; j += int64_t(gridDim.x) * blockDim.x) {
+    int64_t c = 0;
+    float t = 0.f;
+    for (int64_t k = 0; k < chunks; ++k) c += int64_t(partial[(2 * k) * S + j]), t += partial[(2 * k + 1) * S + j];
+    fired[j] = c;
+    fsum[j] = t;
+  }
+}
+
+// relu backward epilogue (L1 gradient fused in) with the per-latent sums of dL/dpre.
+template <typename T>
+__global__ void relu_backward_stats_kernel(T* __restrict__ gf, const T* __restrict__ f, const float* __restrict__ w,
+                                           float l1_over_n, float* __restrict__ partial, int64_t B, int64_t S,
+                                           int64_t rows_per_chunk) {
+  __shared__ float red[kColRows][33];
+  const int64_t j = blockIdx.x * int64_t(32) + threadIdx.x;
+  const int64_t b0 = blockIdx.y * rows_per_chunk;
+  const int64_t b1 = b0 + rows_per_chunk < B ? b0 + rows_per_chunk : B;
+  float acc = 0.f;
+  if (j < S) {
+    const float add = l1_over_n * (w ? w[j] : 1.f);
+#pragma unroll 4
+    for (int64_t b = b0 + threadIdx.y; b < b1; b += kColRows) {
+      const int64_t i = b * S + j;
+      const float v = to_f(f[i]) > 0.f ? to_f(gf[i]) + add : 0.f;
+      gf[i] = from_f<T>(v);
+      acc += v;
+    }
+  }
+  red[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && j < S) {
+    float sum = 0.f;
+    for (int y = 0; y < kColRows; ++y) sum += red[y][threadIdx.x];
+    partial[blockIdx.y * S + j] = sum;
+  }
+}
+
+// jumprelu backward: the threshold's pseudo-gradient sums, in the layout above.
 __global__ void jumprelu_backward_kernel(float* __restrict__ gf, const float* __restrict__ pre,
                                          const float* __restrict__ thr, float* __restrict__ partial, int64_t B,
                                          int64_t S, int64_t rows_per_chunk, float l1_over_n, float half) {
-  __shared__ float red[kJrRows][33];
+  __shared__ float red[kColRows][33];
   const int64_t j = blockIdx.x * int64_t(32) + threadIdx.x;
   const int64_t b0 = blockIdx.y * rows_per_chunk;
   const int64_t b1 = b0 + rows_per_chunk < B ? b0 + rows_per_chunk : B;
   float acc = 0.f;
   if (j < S) {
     const float t = thr[j];
-    for (int64_t b = b0 + threadIdx.y; b < b1; b += kJrRows) {
+    for (int64_t b = b0 + threadIdx.y; b < b1; b += kColRows) {
       const int64_t i = b * S + j;
       const float p = pre[i], g = gf[i];
       if (fabsf(p - t) < half) acc += -t * g - l1_over_n;
@@ -67,22 +153,23 @@ __global__ void jumprelu_backward_kernel(float* __restrict__ gf, const float* __
   __syncthreads();
   if (threadIdx.y == 0 && j < S) {
     float sum = 0.f;
-    for (int y = 0; y < kJrRows; ++y) sum += red[y][threadIdx.x];
+    for (int y = 0; y < kColRows; ++y) sum += red[y][threadIdx.x];
     partial[blockIdx.y * S + j] = sum;
   }
 }
 
-__global__ void jumprelu_threshold_sum_kernel(const float* __restrict__ partial, float* __restrict__ gthr,
-                                              int64_t chunks, int64_t S, float bandwidth) {
+// out[j] = (sum over chunks of partial[chunk, j]) / divisor, chunks in order.
+__global__ void column_sum_kernel(const float* __restrict__ partial, float* __restrict__ out, int64_t chunks,
+                                  int64_t S, float divisor) {
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < S; j += int64_t(gridDim.x) * blockDim.x) {
     float sum = 0.f;
     for (int64_t c = 0; c < chunks; ++c) sum += partial[c * S + j];
-    gthr[j] = sum / bandwidth;
+    out[j] = sum / divisor;
   }
 }
 
-// Row chunks of the jumprelu backward: about 1024 blocks in all, at least 64 rows per chunk.
-int64_t jumprelu_row_chunks(int64_t B, int64_t S) {
+// Row chunks of the column-reducing kernels: about 1024 blocks in all, at least 64 rows per chunk.
+int64_t row_chunks(int64_t B, int64_t S) {
   const int64_t col_blocks = (S + 31) / 32;
   const int64_t want = (1024 + col_blocks - 1) / col_blocks, most = (B + 63) / 64;
   const int64_t c = want < most ? want : most;
@@ -165,21 +252,73 @@ void launch_jumprelu_epilogue(float* pre, const float* b_enc, const float* thr, 
   jumprelu_epilogue_kernel<<<blocks_for(n, 256), 256, 0, s>>>(pre, b_enc, thr, f, n, S);
 }
 
-int64_t jumprelu_backward_scratch(int64_t B, int64_t S) { return jumprelu_row_chunks(B, S) * S; }
+int64_t jumprelu_backward_scratch(int64_t B, int64_t S) { return row_chunks(B, S) * S; }
 
 void launch_jumprelu_backward_epilogue(float* gf, const float* pre, const float* thr, float* gthr, float* scratch,
                                        int64_t B, int64_t S, float l1_over_n, float bandwidth, cudaStream_t s) {
   if (S == 0) return;
-  const int64_t chunks = jumprelu_row_chunks(B, S);
+  const int64_t chunks = row_chunks(B, S);
   const int64_t rows_per_chunk = (B + chunks - 1) / chunks;
   if (B > 0) {
-    dim3 grid(unsigned((S + 31) / 32), unsigned(chunks)), block(32, kJrRows);
+    dim3 grid(unsigned((S + 31) / 32), unsigned(chunks)), block(32, kColRows);
     jumprelu_backward_kernel<<<grid, block, 0, s>>>(gf, pre, thr, scratch, B, S, rows_per_chunk, l1_over_n,
                                                     bandwidth / 2);
   } else {
     cudaMemsetAsync(scratch, 0, size_t(chunks * S) * sizeof(float), s);
   }
-  jumprelu_threshold_sum_kernel<<<blocks_for(S, 256), 256, 0, s>>>(scratch, gthr, chunks, S, bandwidth);
+  column_sum_kernel<<<blocks_for(S, 256), 256, 0, s>>>(scratch, gthr, chunks, S, bandwidth);
+}
+
+namespace {
+template <typename T>
+void relu_epilogue_stats(T* pre, const float* b_enc, int64_t B, int64_t S, int act, float thr, int64_t* fired,
+                         float* fsum, float* scratch, cudaStream_t s) {
+  if (S == 0) return;
+  const int64_t chunks = row_chunks(B, S);
+  if (B > 0) {
+    dim3 grid(unsigned((S + 31) / 32), unsigned(chunks)), block(32, kColRows);
+    relu_epilogue_stats_kernel<T><<<grid, block, 0, s>>>(pre, b_enc, scratch, B, S, (B + chunks - 1) / chunks, act, thr);
+  } else {
+    cudaMemsetAsync(scratch, 0, size_t(2 * chunks * S) * sizeof(float), s);
+  }
+  relu_stats_sum_kernel<<<blocks_for(S, 256), 256, 0, s>>>(scratch, chunks, S, fired, fsum);
+}
+
+template <typename T>
+void relu_backward_stats(T* gf, const T* f, const float* w, float l1_over_n, float* gsum, float* scratch, int64_t B,
+                         int64_t S, cudaStream_t s) {
+  if (S == 0) return;
+  const int64_t chunks = row_chunks(B, S);
+  if (B > 0) {
+    dim3 grid(unsigned((S + 31) / 32), unsigned(chunks)), block(32, kColRows);
+    relu_backward_stats_kernel<T><<<grid, block, 0, s>>>(gf, f, w, l1_over_n, scratch, B, S, (B + chunks - 1) / chunks);
+  } else {
+    cudaMemsetAsync(scratch, 0, size_t(chunks * S) * sizeof(float), s);
+  }
+  column_sum_kernel<<<blocks_for(S, 256), 256, 0, s>>>(scratch, gsum, chunks, S, 1.f);
+}
+
+__nv_bfloat16* as_bf16(uint16_t* p) { return reinterpret_cast<__nv_bfloat16*>(p); }
+const __nv_bfloat16* as_bf16(const uint16_t* p) { return reinterpret_cast<const __nv_bfloat16*>(p); }
+}  // namespace
+
+int64_t relu_stats_scratch(int64_t B, int64_t S) { return 2 * row_chunks(B, S) * S; }
+
+void launch_relu_epilogue_stats(float* pre, const float* b_enc, int64_t B, int64_t S, int act, float thr,
+                                int64_t* fired, float* fsum, float* scratch, cudaStream_t s) {
+  relu_epilogue_stats(pre, b_enc, B, S, act, thr, fired, fsum, scratch, s);
+}
+void launch_relu_epilogue_stats(uint16_t* pre, const float* b_enc, int64_t B, int64_t S, int act, float thr,
+                                int64_t* fired, float* fsum, float* scratch, cudaStream_t s) {
+  relu_epilogue_stats(as_bf16(pre), b_enc, B, S, act, thr, fired, fsum, scratch, s);
+}
+void launch_relu_backward_stats(float* gf, const float* f, const float* w, float l1_over_n, float* gsum,
+                                float* scratch, int64_t B, int64_t S, cudaStream_t s) {
+  relu_backward_stats(gf, f, w, l1_over_n, gsum, scratch, B, S, s);
+}
+void launch_relu_backward_stats(uint16_t* gf, const uint16_t* f, const float* w, float l1_over_n, float* gsum,
+                                float* scratch, int64_t B, int64_t S, cudaStream_t s) {
+  relu_backward_stats(as_bf16(gf), as_bf16(f), w, l1_over_n, gsum, scratch, B, S, s);
 }
 
 void launch_topk_decode(const float* vals, const int64_t* idx, const float* W_dec, const float* b_dec, float* x_hat,

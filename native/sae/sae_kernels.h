@@ -34,6 +34,27 @@ int64_t jumprelu_backward_scratch(int64_t B, int64_t S);
 void launch_jumprelu_backward_epilogue(float* gf, const float* pre, const float* thr, float* gthr, float* scratch,
                                        int64_t B, int64_t S, float l1_over_n, float bandwidth, cudaStream_t s);
 
+// relu / batchtopk epilogues with the step's column statistics fused in, so that nothing else has to read the
+// [B, S] activations. They exist for fp32 and for bf16 activations (the tensor-core path, whose GEMMs read and
+// write bf16); bf16 crosses this interface as its raw 16-bit patterns (uint16_t), and both compute in fp32.
+// Column sums are split over row chunks into `scratch` (floats, at least relu_stats_scratch(B, S)) and then added
+// in chunk order: deterministic, no atomics. The CPU references are relu_epilogue_stats_cpu and
+// relu_backward_stats_cpu (sae/epilogue_cpu.h).
+//   forward, in place on pre [B, S] (the encoder matmul output): v = pre + (b_enc ? b_enc[j] : 0);
+//     f = v > 0 (act 1, relu), or v > 0 and v >= thr (act 2, batch threshold) ? v : 0;
+//     fired[j] = rows with f > 0, fsum[j] = sum of f over rows (of the fp32 values, before any bf16 rounding).
+//   backward, in place on gf [B, S] (= dL/dx_hat @ W_dec^T): gpre = f > 0 ? gf + l1_over_n * (w ? w[j] : 1) : 0;
+//     gsum[j] = sum of gpre over rows (= dL/db_enc), before rounding.
+int64_t relu_stats_scratch(int64_t B, int64_t S);
+void launch_relu_epilogue_stats(float* pre, const float* b_enc, int64_t B, int64_t S, int act, float thr,
+                                int64_t* fired, float* fsum, float* scratch, cudaStream_t s);
+void launch_relu_epilogue_stats(uint16_t* pre, const float* b_enc, int64_t B, int64_t S, int act, float thr,
+                                int64_t* fired, float* fsum, float* scratch, cudaStream_t s);
+void launch_relu_backward_stats(float* gf, const float* f, const float* w, float l1_over_n, float* gsum,
+                                float* scratch, int64_t B, int64_t S, cudaStream_t s);
+void launch_relu_backward_stats(uint16_t* gf, const uint16_t* f, const float* w, float l1_over_n, float* gsum,
+                                float* scratch, int64_t B, int64_t S, cudaStream_t s);
+
 // Sparse decoder: x_hat[b] = (b_dec ? b_dec : 0) + sum_t vals[b,t] * W_dec[idx[b,t]]   (gather of K rows).
 void launch_topk_decode(const float* vals, const int64_t* idx, const float* W_dec, const float* b_dec, float* x_hat,
                         int64_t B, int64_t K, int64_t D, cudaStream_t s);
