@@ -58,15 +58,33 @@ __device__ inline float from_f<float>(float v) { return v; }
 template <>
 __device__ inline __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
 
+// The latent of this thread and the rows [b0, b1) of its block's chunk.
+struct ColTile {
+  int64_t j, b0, b1;
+  __device__ ColTile(int64_t B, int64_t rows_per_chunk)
+      : j(blockIdx.x * int64_t(32) + threadIdx.x), b0(blockIdx.y * rows_per_chunk),
+        b1(b0 + rows_per_chunk < B ? b0 + rows_per_chunk : B) {}
+};
+// The sum of v over the row lanes of this thread's latent, valid in lane 0 (threadIdx.y == 0). Every thread of
+// the block must call it; `red` may be reused after it returns.
+__device__ inline float sum_over_lanes(float v, float (*red)[33]) {
+  red[threadIdx.y][threadIdx.x] = v;
+  __syncthreads();
+  float sum = 0.f;
+  if (threadIdx.y == 0)
+    for (int y = 0; y < kColRows; ++y) sum += red[y][threadIdx.x];
+  __syncthreads();
+  return sum;
+}
+
 // relu / batch-threshold epilogue with per-latent counts and sums of f (partial[2 * chunk] and [2 * chunk + 1]).
 template <typename T>
 __global__ void relu_epilogue_stats_kernel(T* __restrict__ pre, const float* __restrict__ b_enc,
                                            float* __restrict__ partial, int64_t B, int64_t S, int64_t rows_per_chunk,
                                            int act, float thr) {
-  __shared__ float red[2][kColRows][33];
-  const int64_t j = blockIdx.x * int64_t(32) + threadIdx.x;
-  const int64_t b0 = blockIdx.y * rows_per_chunk;
-  const int64_t b1 = b0 + rows_per_chunk < B ? b0 + rows_per_chunk : B;
+  __shared__ float red[kColRows][33];
+  const ColTile c(B, rows_per_chunk);
+  const int64_t j = c.j, b0 = c.b0, b1 = c.b1;
   float cnt = 0.f, sum = 0.f;
   if (j < S) {
     const float bj = b_enc ? b_enc[j] : 0.f;
@@ -80,14 +98,10 @@ __global__ void relu_epilogue_stats_kernel(T* __restrict__ pre, const float* __r
       sum += v;
     }
   }
-  red[0][threadIdx.y][threadIdx.x] = cnt;
-  red[1][threadIdx.y][threadIdx.x] = sum;
-  __syncthreads();
+  const float cnt_all = sum_over_lanes(cnt, red), sum_all = sum_over_lanes(sum, red);
   if (threadIdx.y == 0 && j < S) {
-    float c = 0.f, t = 0.f;
-    for (int y = 0; y < kColRows; ++y) c += red[0][y][threadIdx.x], t += red[1][y][threadIdx.x];
-    partial[(2 * blockIdx.y) * S + j] = c;
-    partial[(2 * blockIdx.y + 1) * S + j] = t;
+    partial[(2 * blockIdx.y) * S + j] = cnt_all;
+    partial[(2 * blockIdx.y + 1) * S + j] = sum_all;
   }
 }
 
@@ -108,9 +122,8 @@ __global__ void relu_backward_stats_kernel(T* __restrict__ gf, const T* __restri
                                            float l1_over_n, float* __restrict__ partial, int64_t B, int64_t S,
                                            int64_t rows_per_chunk) {
   __shared__ float red[kColRows][33];
-  const int64_t j = blockIdx.x * int64_t(32) + threadIdx.x;
-  const int64_t b0 = blockIdx.y * rows_per_chunk;
-  const int64_t b1 = b0 + rows_per_chunk < B ? b0 + rows_per_chunk : B;
+  const ColTile c(B, rows_per_chunk);
+  const int64_t j = c.j, b0 = c.b0, b1 = c.b1;
   float acc = 0.f;
   if (j < S) {
     const float add = l1_over_n * (w ? w[j] : 1.f);
@@ -122,13 +135,8 @@ __global__ void relu_backward_stats_kernel(T* __restrict__ gf, const T* __restri
       acc += v;
     }
   }
-  red[threadIdx.y][threadIdx.x] = acc;
-  __syncthreads();
-  if (threadIdx.y == 0 && j < S) {
-    float sum = 0.f;
-    for (int y = 0; y < kColRows; ++y) sum += red[y][threadIdx.x];
-    partial[blockIdx.y * S + j] = sum;
-  }
+  const float sum = sum_over_lanes(acc, red);
+  if (threadIdx.y == 0 && j < S) partial[blockIdx.y * S + j] = sum;
 }
 
 // jumprelu backward: the threshold's pseudo-gradient sums, in the layout above.
@@ -136,9 +144,8 @@ __global__ void jumprelu_backward_kernel(float* __restrict__ gf, const float* __
                                          const float* __restrict__ thr, float* __restrict__ partial, int64_t B,
                                          int64_t S, int64_t rows_per_chunk, float l1_over_n, float half) {
   __shared__ float red[kColRows][33];
-  const int64_t j = blockIdx.x * int64_t(32) + threadIdx.x;
-  const int64_t b0 = blockIdx.y * rows_per_chunk;
-  const int64_t b1 = b0 + rows_per_chunk < B ? b0 + rows_per_chunk : B;
+  const ColTile c(B, rows_per_chunk);
+  const int64_t j = c.j, b0 = c.b0, b1 = c.b1;
   float acc = 0.f;
   if (j < S) {
     const float t = thr[j];
@@ -149,13 +156,8 @@ __global__ void jumprelu_backward_kernel(float* __restrict__ gf, const float* __
       gf[i] = p > t ? g : 0.f;
     }
   }
-  red[threadIdx.y][threadIdx.x] = acc;
-  __syncthreads();
-  if (threadIdx.y == 0 && j < S) {
-    float sum = 0.f;
-    for (int y = 0; y < kColRows; ++y) sum += red[y][threadIdx.x];
-    partial[blockIdx.y * S + j] = sum;
-  }
+  const float sum = sum_over_lanes(acc, red);
+  if (threadIdx.y == 0 && j < S) partial[blockIdx.y * S + j] = sum;
 }
 
 // out[j] = (sum over chunks of partial[chunk, j]) / divisor, chunks in order.
