@@ -13,25 +13,33 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/runtime.h"
+#include "sae/kernels.h"
 
 namespace qsae::sae {
 
 namespace {
 
+std::atomic<bool> g_force_generic{false};
+
+bool use_avx2() { return !g_force_generic.load() && cpu_has_avx2_fma(); }
+
+void gather_axpy(const float* rows, int64_t ld, const int32_t* idx, const float* a, int64_t cnt, const float* base,
+                 float* out, int64_t n) {
+  (use_avx2() ? kern::gather_axpy_avx2 : kern::gather_axpy_generic)(rows, ld, idx, a, cnt, base, out, n);
+}
+void gather_dot(const float* x, const float* rows, int64_t ld, const int32_t* idx, int64_t cnt, float* out, int64_t n) {
+  (use_avx2() ? kern::gather_dot_avx2 : kern::gather_dot_generic)(x, rows, ld, idx, cnt, out, n);
+}
+double residual(float* r, const float* bias, const float* x, float scale, int64_t n) {
+  return (use_avx2() ? kern::residual_avx2 : kern::residual_generic)(r, bias, x, scale, n);
+}
+void top_k(const float* row, int64_t n, int64_t k, int32_t* scratch, int32_t* out) {
+  (use_avx2() ? kern::top_k_avx2 : kern::top_k_generic)(row, n, k, scratch, out);
+}
+
 inline void axpy(float a, const float* __restrict x, float* __restrict y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
-inline float dot(const float* __restrict a, const float* __restrict b, int64_t n) {
-  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
-  }
-  for (; i < n; ++i) s0 += a[i] * b[i];
-  return (s0 + s1) + (s2 + s3);
 }
 
 // Top `kk` of row[cand[0..n)] (by value, descending), written to out_idx (unordered). Deterministic.
@@ -40,6 +48,17 @@ void select_top(const float* row, std::vector<int32_t>& cand, int64_t kk) {
     std::nth_element(cand.begin(), cand.begin() + kk, cand.end(), [row](int32_t a, int32_t b) {
       return row[a] > row[b] || (row[a] == row[b] && a < b);
     });
+}
+
+// pre[b, :] += bias, rows in parallel (the encoder runs as a plain mm: on this libtorch an addmm with a broadcast
+// bias is up to 2x slower than mm with two threads).
+void add_bias_rows(float* P, const float* bias, int64_t B, int64_t S) {
+  at::parallel_for(0, B, 64, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      float* __restrict p = P + b * S;
+      for (int64_t j = 0; j < S; ++j) p[j] += bias[j];
+    }
+  });
 }
 
 // Per-latent counts of f > 0 (`fired`) and the total count of f != 0 over a dense f [B, S]. Torch 1.13's sums
@@ -119,9 +138,11 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   const at::Tensor W_enc = s.W_enc.contiguous(), W_dec = s.W_dec.contiguous(), b_enc = s.b_enc.contiguous(),
                    b_dec = s.b_dec.contiguous();
   const at::Tensor xin = s.apply_b_dec_to_input ? (x - b_dec).contiguous() : x;
-  at::Tensor pre = at::addmm(b_enc, xin, W_enc).contiguous();  // [B, S]
+  at::Tensor pre = xin.mm(W_enc);  // [B, S]; + b_enc below
   float* P = pre.data_ptr<float>();
+  add_bias_rows(P, b_enc.data_ptr<float>(), B, S);
   const float* Wd = W_dec.data_ptr<float>();
+  const float* Bd = b_dec.data_ptr<float>();
   const float* X = x.data_ptr<float>();
   const float* Xin = xin.data_ptr<float>();
   const double l1c = o.l1_coef;
@@ -131,11 +152,15 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   const float* T = jr ? thr.data_ptr<float>() : nullptr;
   const float bw = float(kJumpReluBandwidth), half_bw = bw / 2;
   const float l1_over_n = float(l1c / B);
+  const float gscale = float(2.0 / double(B * D));
 
   // Decoder row norms (for the norm-weighted L1; jumprelu's penalty counts latents and is never weighted).
   const bool weighted = o.l1_norm_weighted && !jr;
   at::Tensor wnorm = weighted ? W_dec.norm(2, {1}).contiguous() : at::ones({S}, x.options());
   const float* Wn = wnorm.data_ptr<float>();
+  // dL1/df per latent (the L1 gradient added at active entries), in float as autograd has it
+  std::vector<float> l1w(S);
+  for (int64_t j = 0; j < S; ++j) l1w[j] = float(l1c * Wn[j] / B);
 
   // ---- epilogue: activation + selection into sparse rows ----
   Sparse sp;
@@ -177,28 +202,25 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   }
   const int64_t nnz = sp.rowptr[B];
   const bool dense_act = (A == "relu" || jr) && nnz > o.dense_threshold * double(B) * double(S);
-  // topk with many latents per row (k / d_sae above the threshold, e.g. k 32 of 256): torch's top-k and dense
-  // GEMMs beat the per-row selection and sparse loops. Not while the aux-k loss has dead latents to train.
-  const bool aux_live = topk && o.aux_coef > 0 && o.aux_k > 0 && o.dead_mask.defined() && o.dead_mask.any().item<bool>();
-  const bool dense_topk = topk && !aux_live && double(K) > o.dense_threshold * double(S);
 
-  if (dense_act || dense_topk) {
+  if (dense_act) {
     // Dense activations: dense matmuls, fused epilogues (the selected latents are those with f > 0; jumprelu:
     // pre > thr, keeping pre for the threshold window).
     at::Tensor f;
-    if (dense_topk) {
-      auto tk = at::topk(pre, K, 1);
-      f = at::zeros_like(pre).scatter_(1, std::get<1>(tk), std::get<0>(tk).relu_());
-    } else if (jr) {
+    if (jr) {
       f = at::empty_like(pre);
       jumprelu_epilogue_cpu(P, nullptr, T, f.data_ptr<float>(), B, S);
     } else {
       f = pre.relu_();
     }
-    at::Tensor x_hat = at::addmm(b_dec, f, W_dec);
-    at::Tensor e = x_hat.sub_(x);
-    r.mse = e.pow(2).mean().item<double>();
-    at::Tensor g = e.mul_(2.0 / double(B * D));
+    // g = dL/dx_hat = (f W_dec + b_dec - x) * 2 / (B D), in place of the decoder's output, and the squared error
+    at::Tensor g = f.mm(W_dec);
+    float* G = g.data_ptr<float>();
+    std::vector<double> row_sq(B);
+    at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) row_sq[b] = residual(G + b * D, Bd, X + b * D, gscale, D);
+    });
+    r.mse = std::accumulate(row_sq.begin(), row_sq.end(), 0.0) / double(B * D);
     r.l1 = jr ? double(nnz) / B : (f.mv(wnorm)).sum().item<double>() / B;
     at::Tensor gf = g.mm(W_dec.t()).contiguous();  // [B, S]
     float* GF = gf.data_ptr<float>();
@@ -207,11 +229,12 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
       r.gthreshold = at::empty({S}, x.options());
       jumprelu_backward_epilogue_cpu(GF, P, T, r.gthreshold.data_ptr<float>(), B, S, l1_over_n, bw);
     } else {
+      const float* L1W = l1w.data();
       at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
-          float* gr = GF + b * S;
-          const float* fr = F + b * S;
-          for (int64_t j = 0; j < S; ++j) gr[j] = fr[j] > 0.f ? gr[j] + float(l1c * Wn[j] / B) : 0.f;
+          float* __restrict gr = GF + b * S;
+          const float* __restrict fr = F + b * S;
+          for (int64_t j = 0; j < S; ++j) gr[j] = fr[j] > 0.f ? gr[j] + L1W[j] : 0.f;
         }
       });
     }
@@ -236,18 +259,13 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   {
     const float lo = btk ? bthr : 0.f;
     at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
-      std::vector<int32_t> cand;
+      std::vector<int32_t> scratch(S);
       for (int64_t b = b0; b < b1; ++b) {
         const float* row = P + b * S;
         int64_t o0 = sp.rowptr[b];
         if (topk) {
-          cand.resize(S);
-          std::iota(cand.begin(), cand.end(), 0);
-          select_top(row, cand, K);
-          for (int64_t t = 0; t < K; ++t) {
-            sp.col[o0 + t] = cand[t];
-            sp.val[o0 + t] = std::max(row[cand[t]], 0.f);
-          }
+          top_k(row, S, K, scratch.data(), sp.col.data() + o0);
+          for (int64_t t = 0; t < K; ++t) sp.val[o0 + t] = std::max(row[sp.col[o0 + t]], 0.f);
         } else if (jr) {
           int64_t t = o0, q = nr.rowptr[b];
           for (int64_t j = 0; j < S; ++j) {
@@ -270,41 +288,34 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
     });
   }
 
-  // ---- sparse decoder + error ----
-  at::Tensor x_hat = b_dec.unsqueeze(0).expand({B, D}).contiguous();
+  // ---- sparse decoder (gather of decoder rows) + error + dL/df at the selected entries ----
+  // x_hat is kept only for the aux-k residual; otherwise g is computed in place of it (one fresh [B, d_in]
+  // buffer instead of two: first touches of fresh pages were a tenth of the topk step)
+  const bool aux_requested = is_topk_family(A) && o.aux_coef > 0 && o.aux_k > 0 && o.dead_mask.defined();
+  at::Tensor x_hat = aux_requested ? at::empty({B, D}, x.options()) : at::Tensor();
   at::Tensor g = at::empty({B, D}, x.options());
-  float* XH = x_hat.data_ptr<float>();
+  float* XH = aux_requested ? x_hat.data_ptr<float>() : nullptr;
   float* G = g.data_ptr<float>();
   std::vector<double> row_sq(B), row_l1(B);
-  const float gscale = float(2.0 / double(B * D));
   at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      float* xh = XH + b * D;
-      double l1 = 0;
-      for (int64_t t = sp.rowptr[b]; t < sp.rowptr[b + 1]; ++t) {
-        float v = sp.val[t];
-        if (v != 0.f) axpy(v, Wd + int64_t(sp.col[t]) * D, xh, D);
-        l1 += double(v) * Wn[sp.col[t]];
-      }
-      row_l1[b] = l1;
-      double sq = 0;
-      const float* xr = X + b * D;
       float* gr = G + b * D;
-      for (int64_t i = 0; i < D; ++i) {
-        float e = xh[i] - xr[i];
-        sq += double(e) * e;
-        gr[i] = e * gscale;
-      }
-      row_sq[b] = sq;
+      const int64_t t0 = sp.rowptr[b], nb = sp.rowptr[b + 1] - t0;
+      gather_axpy(Wd, D, sp.col.data() + t0, sp.val.data() + t0, nb, Bd, gr, D);
+      if (XH) std::copy(gr, gr + D, XH + b * D);
+      double l1 = 0;
+      for (int64_t t = t0; t < t0 + nb; ++t) l1 += double(sp.val[t]) * Wn[sp.col[t]];
+      row_l1[b] = l1;
+      row_sq[b] = residual(gr, nullptr, X + b * D, gscale, D);
+      gather_dot(gr, Wd, D, sp.col.data() + t0, nb, sp.grad.data() + t0, D);
       if (jr) {
-        // dL/dpre = dL/df = g . W_dec[c] at the active entries (the L0 penalty has no gradient in pre); dL/df
-        // also in the inactive part of the threshold window, for the threshold's pseudo-derivative
-        for (int64_t t = sp.rowptr[b]; t < sp.rowptr[b + 1]; ++t) sp.grad[t] = dot(gr, Wd + int64_t(sp.col[t]) * D, D);
-        for (int64_t q = nr.rowptr[b]; q < nr.rowptr[b + 1]; ++q) nr.grad[q] = dot(gr, Wd + int64_t(nr.col[q]) * D, D);
+        // dL/dpre = dL/df at the active entries (the L0 penalty has no gradient in pre); dL/df also in the
+        // inactive part of the threshold window, for the threshold's pseudo-derivative
+        const int64_t q0 = nr.rowptr[b];
+        gather_dot(gr, Wd, D, nr.col.data() + q0, nr.rowptr[b + 1] - q0, nr.grad.data() + q0, D);
       } else {
-        // gradient at the active entries: dL/dpre = g . W_dec[c] + l1 * w_c / B  (only where pre > 0)
-        for (int64_t t = sp.rowptr[b]; t < sp.rowptr[b + 1]; ++t)
-          if (sp.val[t] > 0.f) sp.grad[t] = dot(gr, Wd + int64_t(sp.col[t]) * D, D) + float(l1c * Wn[sp.col[t]] / B);
+        // dL/dpre = g . W_dec[c] + l1 * w_c / B, only where pre > 0
+        for (int64_t t = t0; t < t0 + nb; ++t) sp.grad[t] = sp.val[t] > 0.f ? sp.grad[t] + l1w[sp.col[t]] : 0.f;
       }
     }
   });
@@ -331,7 +342,7 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   // ---- aux-k (topk family): reconstruct the residual from the top aux_k dead latents ----
   Sparse ax;
   at::Tensor ga;
-  bool use_aux = is_topk_family(A) && o.aux_coef > 0 && o.aux_k > 0 && o.dead_mask.defined();
+  bool use_aux = aux_requested;
   std::vector<int32_t> dead;
   if (use_aux) {
     auto dm = o.dead_mask.to(at::kBool).contiguous();
@@ -347,21 +358,21 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
     ax.col.resize(B * ka);
     ax.val.resize(B * ka);
     ax.grad.assign(B * ka, 0.f);
-    at::Tensor a = at::zeros({B, D}, x.options());
+    at::Tensor a = at::empty({B, D}, x.options());
     float* AR = a.data_ptr<float>();
+    std::vector<float> zero(D, 0.f);
     at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
       std::vector<int32_t> cand;
       for (int64_t b = b0; b < b1; ++b) {
         const float* row = P + b * S;
         cand = dead;
         select_top(row, cand, ka);
-        float* ar = AR + b * D;
         for (int64_t t = 0; t < ka; ++t) {
           int64_t q = b * ka + t;
           ax.col[q] = cand[t];
           ax.val[q] = std::max(row[cand[t]], 0.f);
-          if (ax.val[q] != 0.f) axpy(ax.val[q], Wd + int64_t(cand[t]) * D, ar, D);
         }
+        gather_axpy(Wd, D, ax.col.data() + b * ka, ax.val.data() + b * ka, ka, zero.data(), AR + b * D, D);
       }
     });
     at::Tensor resid = x - x_hat;  // detached residual
@@ -373,86 +384,124 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
       ga = diff.mul_(float(o.aux_coef * 2.0 / (double(B) * denom))).contiguous();
       const float* GA = ga.data_ptr<float>();
       at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b)
-          for (int64_t q = ax.rowptr[b]; q < ax.rowptr[b + 1]; ++q)
-            if (ax.val[q] > 0.f) ax.grad[q] = dot(GA + b * D, Wd + int64_t(ax.col[q]) * D, D);
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t q0 = ax.rowptr[b], nq = ax.rowptr[b + 1] - q0;
+          gather_dot(GA + b * D, Wd, D, ax.col.data() + q0, nq, ax.grad.data() + q0, D);
+          for (int64_t q = q0; q < q0 + nq; ++q)
+            if (!(ax.val[q] > 0.f)) ax.grad[q] = 0.f;
+        }
       });
     } else {
       use_aux = false;
     }
   }
 
-  // ---- backward, accumulated per latent (counting sort of the entries by latent; deterministic) ----
-  const int64_t n_aux = use_aux ? int64_t(ax.col.size()) : 0;
-  const int64_t n_all = nnz + n_aux;
-  std::vector<int64_t> start(S + 1, 0);
-  for (int64_t t = 0; t < nnz; ++t) start[sp.col[t] + 1]++;
-  for (int64_t q = 0; q < n_aux; ++q) start[ax.col[q] + 1]++;
-  for (int64_t j = 0; j < S; ++j) start[j + 1] += start[j];
-  std::vector<int64_t> order(n_all);  // entry ids: t < nnz main, else nnz + q aux
-  {
-    std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t t = sp.rowptr[b]; t < sp.rowptr[b + 1]; ++t) order[fill[sp.col[t]]++] = t;
-      if (use_aux)
-        for (int64_t q = ax.rowptr[b]; q < ax.rowptr[b + 1]; ++q) order[fill[ax.col[q]]++] = nnz + q;
+  r.fired = at::zeros({S}, at::kLong);
+  int64_t* FIRED = r.fired.data_ptr<int64_t>();
+  // The aux loss does not reach b_dec through x_hat (its residual is detached); through the encoder it does
+  // (apply_b_dec_to_input, below).
+  r.gb_dec = g.sum(0);
+
+  // ---- backward, dense weight gradients: very many latents per row (top-k family above dense_wgrad_threshold).
+  // The decoder and dL/df above stay sparse (2 of the 5 dense GEMMs); the weight gradients are dense GEMMs over f
+  // and dL/dpre scattered into [B, d_sae].
+  if (!use_aux && double(nnz) > o.dense_wgrad_threshold * double(B) * double(S)) {
+    at::Tensor f = at::zeros({B, S}, x.options()), gp = at::zeros({B, S}, x.options());
+    float* F = f.data_ptr<float>();
+    float* GP = gp.data_ptr<float>();
+    at::parallel_for(0, B, 64, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t t = sp.rowptr[b]; t < sp.rowptr[b + 1]; ++t) {
+          F[b * S + sp.col[t]] = sp.val[t];
+          GP[b * S + sp.col[t]] = sp.grad[t];
+        }
+    });
+    r.gW_dec = f.t().mm(g);
+    r.gW_enc = xin.t().mm(gp);
+    r.gb_enc = gp.sum(0);
+    std::vector<double> fsum(S, 0.0);
+    for (int64_t t = 0; t < nnz; ++t) {
+      FIRED[sp.col[t]] += sp.val[t] > 0.f;
+      fsum[sp.col[t]] += sp.val[t];
     }
+    if (weighted && l1c != 0) {
+      float* GWD = r.gW_dec.data_ptr<float>();
+      for (int64_t j = 0; j < S; ++j)
+        if (fsum[j] != 0) axpy(float(l1c / B * fsum[j] / std::max(Wn[j], 1e-12f)), Wd + j * D, GWD + j * D, D);
+    }
+    if (s.apply_b_dec_to_input) r.gb_dec.sub_(W_enc.mv(r.gb_enc));
+    r.loss = r.mse + l1c * r.l1 + o.aux_coef * r.aux;
+    return r;
   }
-  // row of each entry
-  std::vector<int32_t> row_of(n_all);
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t t = sp.rowptr[b]; t < sp.rowptr[b + 1]; ++t) row_of[t] = int32_t(b);
-    if (use_aux)
-      for (int64_t q = ax.rowptr[b]; q < ax.rowptr[b + 1]; ++q) row_of[nnz + q] = int32_t(b);
-  }
+
+  // ---- backward, accumulated per latent. The entries are counting-sorted by (block of rows, latent), rows in
+  // order within, and each latent's sums run over the blocks in order: the same order of additions as one pass
+  // over all rows (deterministic), but the gathered rows of g and of the encoder input come from a block small
+  // enough to stay in the core's L2 (before: every entry's rows from L3/DRAM, most of the sparse step's time).
+  const int64_t R = std::max<int64_t>(16, std::min<int64_t>(B, (int64_t(64) << 10) / std::max<int64_t>(1, D)));
+  const int64_t nblk = (B + R - 1) / R;
+  struct ByLatent {
+    std::vector<int64_t> start;  // [nblk * S + 1]: entries of (block, latent) at start[blk * S + j]
+    std::vector<int32_t> row;
+    std::vector<float> val, grad;
+  };
+  auto sort_by_latent = [&](const Sparse& e, int64_t blocks, int64_t rows_per_block) {
+    ByLatent o2;
+    o2.start.assign(blocks * S + 1, 0);
+    const int64_t n = int64_t(e.col.size());
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = e.rowptr[b]; t < e.rowptr[b + 1]; ++t) o2.start[b / rows_per_block * S + e.col[t] + 1]++;
+    for (int64_t q = 0; q < blocks * S; ++q) o2.start[q + 1] += o2.start[q];
+    o2.row.resize(n), o2.val.resize(n), o2.grad.resize(n);
+    std::vector<int64_t> fill(o2.start.begin(), o2.start.end() - 1);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = e.rowptr[b]; t < e.rowptr[b + 1]; ++t) {
+        const int64_t u = fill[b / rows_per_block * S + e.col[t]]++;
+        o2.row[u] = int32_t(b), o2.val[u] = e.val[t], o2.grad[u] = e.grad[t];
+      }
+    return o2;
+  };
+  const ByLatent m = sort_by_latent(sp, nblk, R);
+  const ByLatent am = use_aux ? sort_by_latent(ax, 1, B) : ByLatent{};  // few: one block
   r.gW_dec = at::zeros({S, D}, x.options());
   at::Tensor gW_encT = at::zeros({S, D}, x.options());
   r.gb_enc = at::zeros({S}, x.options());
-  r.fired = at::zeros({S}, at::kLong);
   float* GWD = r.gW_dec.data_ptr<float>();
   float* GWE = gW_encT.data_ptr<float>();
   float* GBE = r.gb_enc.data_ptr<float>();
-  int64_t* FIRED = r.fired.data_ptr<int64_t>();
   const float* GA = use_aux ? ga.data_ptr<float>() : nullptr;
   at::parallel_for(0, S, 8, [&](int64_t j0, int64_t j1) {
+    std::vector<double> gb(j1 - j0, 0.0), fsum(j1 - j0, 0.0);
+    for (int64_t blk = 0; blk < nblk; ++blk)
+      for (int64_t j = j0; j < j1; ++j) {
+        const int64_t u0 = m.start[blk * S + j], nu = m.start[blk * S + j + 1] - u0;
+        if (nu == 0) continue;
+        gather_axpy(G, D, m.row.data() + u0, m.val.data() + u0, nu, nullptr, GWD + j * D, D);
+        gather_axpy(Xin, D, m.row.data() + u0, m.grad.data() + u0, nu, nullptr, GWE + j * D, D);
+        int64_t fired = 0;
+        for (int64_t u = u0; u < u0 + nu; ++u) {
+          gb[j - j0] += m.grad[u];
+          fsum[j - j0] += m.val[u];
+          fired += m.val[u] > 0.f;
+        }
+        FIRED[j] += fired;
+      }
     for (int64_t j = j0; j < j1; ++j) {
       float* gd = GWD + j * D;
-      float* ge = GWE + j * D;
-      double gb = 0, fsum = 0;
-      int64_t fired = 0;
-      for (int64_t u = start[j]; u < start[j + 1]; ++u) {
-        int64_t id = order[u];
-        int64_t b = row_of[id];
-        float v, gpre;
-        const float* gsrc;
-        if (id < nnz) {
-          v = sp.val[id];
-          gpre = sp.grad[id];
-          gsrc = G + b * D;
-          fired += v > 0.f;
-          fsum += v;
-        } else {
-          v = ax.val[id - nnz];
-          gpre = ax.grad[id - nnz];
-          gsrc = GA + b * D;
-        }
-        if (v != 0.f) axpy(v, gsrc, gd, D);
-        if (gpre != 0.f) axpy(gpre, Xin + b * D, ge, D);
-        gb += gpre;
+      if (use_aux) {
+        const int64_t a0 = am.start[j], na = am.start[j + 1] - a0;
+        gather_axpy(GA, D, am.row.data() + a0, am.val.data() + a0, na, nullptr, gd, D);
+        gather_axpy(Xin, D, am.row.data() + a0, am.grad.data() + a0, na, nullptr, GWE + j * D, D);
+        for (int64_t u = a0; u < a0 + na; ++u) gb[j - j0] += am.grad[u];
       }
-      GBE[j] = float(gb);
-      FIRED[j] = fired;
-      if (weighted && l1c != 0 && fsum != 0) {
-        float c = float(l1c / B * fsum / std::max(Wn[j], 1e-12f));
+      GBE[j] = float(gb[j - j0]);
+      if (weighted && l1c != 0 && fsum[j - j0] != 0) {
+        float c = float(l1c / B * fsum[j - j0] / std::max(Wn[j], 1e-12f));
         axpy(c, Wd + j * D, gd, D);
       }
     }
   });
   r.gW_enc = gW_encT.t().contiguous();
-  r.gb_dec = g.sum(0);
-  if (use_aux) {
-    // the aux loss does not reach b_dec through x_hat (its residual is detached); through the encoder it does
-  }
   if (s.apply_b_dec_to_input) r.gb_dec.sub_(W_enc.mv(r.gb_enc));
   r.loss = r.mse + l1c * r.l1 + o.aux_coef * r.aux;
   return r;
@@ -497,17 +546,18 @@ void adam_step_fused_cpu(at::Tensor& p, const at::Tensor& g_in, at::Tensor& m, a
   const double bc1 = 1 - std::pow(beta1, double(step)), bc2 = 1 - std::pow(beta2, double(step));
   const float step_size = float(lr / bc1), inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2));
   const float b1 = float(beta1), b2 = float(beta2), e = float(eps);
+  const auto adam = use_avx2() ? kern::adam_avx2 : kern::adam_generic;
   at::parallel_for(0, n, 1 << 14, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      float gi = Gp[i];
-      float mi = b1 * M[i] + (1 - b1) * gi;
-      float vi = b2 * V[i] + (1 - b2) * gi * gi;
-      M[i] = mi;
-      V[i] = vi;
-      P[i] -= step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + e);
-    }
+    adam(P + i0, Gp + i0, M + i0, V + i0, i1 - i0, b1, b2, step_size, inv_sqrt_bc2, e);
   });
 }
+
+void set_cpu_kernel(const std::string& which) {
+  if (which == "auto" || which == "avx2") g_force_generic = false;
+  else if (which == "generic") g_force_generic = true;
+  else QSAE_CHECK(false, "sae cpu kernel: unknown '", which, "' (expected auto or generic)");
+}
+std::string cpu_kernel() { return use_avx2() ? "avx2" : "generic"; }
 
 void adam_step_reference(at::Tensor& p, const at::Tensor& g, at::Tensor& m, at::Tensor& v, int64_t step, double lr,
                          double beta1, double beta2, double eps) {

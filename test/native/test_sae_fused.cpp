@@ -3,11 +3,16 @@
 // against the CPU reference when a GPU is present.
 #include "testing.h"
 
+#include <algorithm>
+#include <cmath>
+#include <numeric>
 #include <random>
 
+#include "common/runtime.h"
 #include "io/fs.h"
 #include "io/safetensors.h"
 #include "sae/fused_cpu.h"
+#include "sae/kernels.h"
 #include "sae/sae.h"
 #include "sae/sae_cuda.h"
 #include "sae/trainer.h"
@@ -34,10 +39,7 @@ void check_close(const at::Tensor& a, const at::Tensor& b, const std::string& wh
   CHECK(diff <= atol + rtol * scale);
 }
 
-void compare(const Sae& s, const at::Tensor& x, const LossOptions& o, const std::string& label) {
-  INFO(label);
-  auto f = fused_forward_backward_cpu(s, x, o);
-  auto r = autograd_forward_backward(s, x, o);
+void compare_step(const Sae& s, const StepResult& f, const StepResult& r) {
   if (s.architecture == "jumprelu") {
     check_close(f.gthreshold, r.gthreshold, "gthreshold");
     CHECK(r.gthreshold.abs().max().item<double>() > 0);  // the threshold windows were not empty
@@ -52,6 +54,18 @@ void compare(const Sae& s, const at::Tensor& x, const LossOptions& o, const std:
   check_close(f.gb_enc, r.gb_enc, "gb_enc");
   check_close(f.gW_dec, r.gW_dec, "gW_dec");
   check_close(f.gb_dec, r.gb_dec, "gb_dec");
+}
+
+// The fused step with the CPU loops in use (AVX2 where the processor has it) and with the portable ones.
+void compare(const Sae& s, const at::Tensor& x, const LossOptions& o, const std::string& label) {
+  auto r = autograd_forward_backward(s, x, o);
+  for (std::string kernel : {"auto", "generic"}) {
+    set_cpu_kernel(kernel);
+    auto f = fused_forward_backward_cpu(s, x, o);
+    set_cpu_kernel("auto");
+    INFO(label << ", cpu kernel " << kernel);
+    compare_step(s, f, r);
+  }
 }
 
 Sae random_sae(const std::string& arch, int64_t d, int64_t S, int64_t k, at::Generator& g) {
@@ -80,45 +94,59 @@ TEST_CASE("fused relu step equals autograd (plain and norm-weighted L1, b_dec su
   auto seed = fresh_seed();
   INFO("seed " << seed);
   auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
-  for (bool weighted : {false, true})
-    for (bool apply : {false, true})
-      for (double bias : {0.0, -1.0}) {  // -1: sparse activations (< 5%), 0: dense
-        auto s = random_sae("relu", 24, 40, 0, g);
-        s.b_enc.add_(bias);
-        s.apply_b_dec_to_input = apply;
-        auto x = at::randn({33, 24}, g);
-        LossOptions o;
-        o.l1_coef = 0.01;
-        o.l1_norm_weighted = weighted;
-        compare(s, x, o, bias < 0 ? "relu sparse" : "relu dense");
-        o.dense_threshold = 2.0;  // force the sparse path on dense activations
-        compare(s, x, o, "relu forced sparse");
-      }
+  for (int64_t d : {24, 75})
+    for (bool weighted : {false, true})
+      for (bool apply : {false, true})
+        for (double bias : {0.0, -1.0}) {  // -1: sparse activations (< 5%), 0: dense
+          INFO("d " << d);
+          auto s = random_sae("relu", d, 40, 0, g);
+          s.b_enc.add_(bias);
+          s.apply_b_dec_to_input = apply;
+          auto x = at::randn({33, d}, g);
+          LossOptions o;
+          o.l1_coef = 0.01;
+          o.l1_norm_weighted = weighted;
+          compare(s, x, o, bias < 0 ? "relu sparse" : "relu dense");
+          o.dense_threshold = 2.0;  // force the sparse path on dense activations
+          compare(s, x, o, "relu forced sparse");
+        }
 }
 
 TEST_CASE("fused topk and batchtopk steps equal autograd, with the aux-k loss") {
   auto seed = fresh_seed();
   INFO("seed " << seed);
   auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
-  for (std::string arch : {"topk", "batchtopk"})
-    for (bool aux : {false, true}) {
-      auto s = random_sae(arch, 20, 64, 5, g);
-      s.apply_b_dec_to_input = aux;
-      auto x = at::randn({29, 20}, g);
-      LossOptions o;
-      if (aux) {
-        o.aux_coef = 1.0 / 32;
-        o.aux_k = 7;
-        o.dead_mask = at::rand({64}, g) < 0.4;
+  struct Shape {
+    int64_t n, d, s, k;
+  };
+  // d 75: full 64-column register tiles, an 8-column one and a scalar tail in the AVX2 loops
+  // d 2048: several blocks of rows in the per-latent weight-gradient sums
+  for (Shape sh : {Shape{29, 20, 64, 5}, Shape{40, 75, 96, 11}, Shape{100, 2048, 64, 9}})
+    for (std::string arch : {"topk", "batchtopk"})
+      for (bool aux : {false, true}) {
+        INFO("n " << sh.n << " d " << sh.d << " d_sae " << sh.s << " k " << sh.k);
+        auto s = random_sae(arch, sh.d, sh.s, sh.k, g);
+        s.apply_b_dec_to_input = aux;
+        auto x = at::randn({sh.n, sh.d}, g);
+        LossOptions o;
+        if (aux) {
+          o.aux_coef = 1.0 / 32;
+          o.aux_k = 7;
+          o.dead_mask = at::rand({sh.s}, g) < 0.4;
+        }
+        compare(s, x, o, arch + (aux ? " +aux" : ""));
+        o.dense_wgrad_threshold = 0.0;  // dense weight gradients (unless aux-k is live)
+        compare(s, x, o, arch + (aux ? " +aux" : "") + ", dense weight gradients");
       }
-      compare(s, x, o, arch + (aux ? " +aux" : ""));
-    }
-  // k / d_sae = 5 / 64 takes topk's dense path (without live aux-k); with an L1 term and norm weighting too.
+  // with an L1 term and norm weighting too, both ways of computing the weight gradients
   auto s = random_sae("topk", 20, 64, 5, g);
   LossOptions o;
   o.l1_coef = 0.01;
   o.l1_norm_weighted = true;
-  compare(s, at::randn({29, 20}, g), o, "topk dense, weighted L1");
+  auto x = at::randn({29, 20}, g);
+  compare(s, x, o, "topk, weighted L1");
+  o.dense_wgrad_threshold = 0.0;
+  compare(s, x, o, "topk dense weight gradients, weighted L1");
 }
 
 TEST_CASE("fused jumprelu step equals autograd (values and gradients incl. the threshold's; sparse and dense)") {
@@ -128,7 +156,7 @@ TEST_CASE("fused jumprelu step equals autograd (values and gradients incl. the t
   struct Shape {
     int64_t n, d, s;
   };
-  for (Shape sh : {Shape{33, 24, 40}, Shape{64, 16, 128}, Shape{7, 33, 9}})
+  for (Shape sh : {Shape{33, 24, 40}, Shape{64, 16, 128}, Shape{7, 33, 9}, Shape{100, 1500, 40}})
     for (bool apply : {false, true})
       for (bool weighted : {false, true}) {  // jumprelu's L0 penalty is never norm-weighted: must not matter
         INFO("n " << sh.n << " d " << sh.d << " d_sae " << sh.s << " apply_b_dec " << apply << " weighted " << weighted);
@@ -194,18 +222,102 @@ TEST_CASE("a fused jumprelu training run follows the autograd one") {
   remove_tree(dir);
 }
 
-TEST_CASE("fused Adam equals the reference Adam over several steps") {
+TEST_CASE("fused Adam equals the reference Adam over several steps (AVX2 and portable loops)") {
   auto g = at::make_generator<at::CPUGeneratorImpl>(fresh_seed());
-  auto p1 = at::randn({1000, 37}, g), p2 = p1.clone();
-  auto m1 = at::zeros_like(p1), v1 = at::zeros_like(p1), m2 = m1.clone(), v2 = v1.clone();
-  for (int t = 1; t <= 5; ++t) {
-    auto gr = at::randn({1000, 37}, g);
-    adam_step_fused_cpu(p1, gr, m1, v1, t, 1e-3, 0.9, 0.999, 1e-8);
-    adam_step_reference(p2, gr, m2, v2, t, 1e-3, 0.9, 0.999, 1e-8);
+  for (std::string kernel : {"auto", "generic"}) {
+    INFO("cpu kernel " << kernel);
+    set_cpu_kernel(kernel);
+    auto p1 = at::randn({999, 37}, g), p2 = p1.clone(), p0 = p1.clone();  // 36,963: a tail after the 8-wide loop
+    auto m1 = at::zeros_like(p1), v1 = at::zeros_like(p1), m2 = m1.clone(), v2 = v1.clone();
+    for (int t = 1; t <= 5; ++t) {
+      auto gr = at::randn({999, 37}, g);
+      adam_step_fused_cpu(p1, gr, m1, v1, t, 1e-3, 0.9, 0.999, 1e-8);
+      adam_step_reference(p2, gr, m2, v2, t, 1e-3, 0.9, 0.999, 1e-8);
+    }
+    set_cpu_kernel("auto");
+    check_close(p1, p2, "params", 1e-5, 1e-6);
+    check_close(m1, m2, "m", 1e-5, 1e-6);
+    check_close(v1, v2, "v", 1e-5, 1e-6);
+    CHECK((p1 != p0).to(at::kFloat).mean().item<double>() > 0.99);  // the update reached (almost) every element
   }
-  check_close(p1, p2, "params", 1e-5, 1e-6);
-  check_close(m1, m2, "m", 1e-5, 1e-6);
-  check_close(v1, v2, "v", 1e-5, 1e-6);
+}
+
+TEST_CASE("AVX2 gather loops equal the portable ones (every tile and tail width)") {
+  if (!qsae::cpu_has_avx2_fma()) {
+    MESSAGE("skipped: the processor has no AVX2/FMA");
+    return;
+  }
+  auto seed = fresh_seed();
+  INFO("seed " << seed);
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const int64_t R = 50;
+  for (int64_t n : {1, 7, 8, 9, 63, 64, 65, 75, 136, 512})
+    for (int64_t cnt : {0, 1, 3, 4, 5, 9, 33}) {
+      INFO("n " << n << " cnt " << cnt);
+      const int64_t ld = n + 3;  // rows not packed: the loops must use ld, not n
+      auto rows = at::randn({R, ld}, g), base = at::randn({n}, g), a = at::randn({cnt}, g), x = at::randn({n}, g);
+      auto idx = at::randint(R, {cnt}, g, at::kInt);
+      const float* rp = rows.data_ptr<float>();
+      const int32_t* ip = idx.data_ptr<int32_t>();
+      auto o1 = at::randn({n}, g), o2 = o1.clone(), o3 = o1.clone(), o4 = o1.clone();
+      kern::gather_axpy_avx2(rp, ld, ip, a.data_ptr<float>(), cnt, base.data_ptr<float>(), o1.data_ptr<float>(), n);
+      kern::gather_axpy_generic(rp, ld, ip, a.data_ptr<float>(), cnt, base.data_ptr<float>(), o2.data_ptr<float>(), n);
+      kern::gather_axpy_avx2(rp, ld, ip, a.data_ptr<float>(), cnt, nullptr, o3.data_ptr<float>(), n);
+      kern::gather_axpy_generic(rp, ld, ip, a.data_ptr<float>(), cnt, nullptr, o4.data_ptr<float>(), n);
+      // and the definition, in double
+      auto sel = rows.index_select(0, idx.to(at::kLong)).narrow(1, 0, n).to(at::kDouble);
+      auto want = base.to(at::kDouble) + (a.to(at::kDouble).unsqueeze(1) * sel).sum(0);
+      check_close(o1, want, "gather_axpy avx2 (base)", 1e-5, 1e-5);
+      check_close(o2, want, "gather_axpy generic (base)", 1e-5, 1e-5);
+      check_close(o3, o4, "gather_axpy accumulate", 1e-5, 1e-5);
+      if (cnt == 0) continue;
+      auto d1 = at::zeros({cnt}), d2 = at::zeros({cnt});
+      kern::gather_dot_avx2(x.data_ptr<float>(), rp, ld, ip, cnt, d1.data_ptr<float>(), n);
+      kern::gather_dot_generic(x.data_ptr<float>(), rp, ld, ip, cnt, d2.data_ptr<float>(), n);
+      auto dwant = sel.mv(x.to(at::kDouble));
+      check_close(d1, dwant, "gather_dot avx2", 1e-5, 1e-5);
+      check_close(d2, dwant, "gather_dot generic", 1e-5, 1e-5);
+    }
+  for (int64_t n : {1, 8, 13, 64, 256, 1000}) {
+    auto x = at::randn({n}, g), bias = at::randn({n}, g);
+    auto r1 = at::randn({n}, g), r2 = r1.clone();
+    const double q1 = kern::residual_avx2(r1.data_ptr<float>(), bias.data_ptr<float>(), x.data_ptr<float>(), 0.5f, n);
+    const double q2 = kern::residual_generic(r2.data_ptr<float>(), bias.data_ptr<float>(), x.data_ptr<float>(), 0.5f, n);
+    INFO("residual n " << n);
+    CHECK(q1 == doctest::Approx(q2).epsilon(1e-12));
+    CHECK(q1 == doctest::Approx((r2 * 2).to(at::kDouble).pow(2).sum().item<double>()).epsilon(1e-6));
+    CHECK(at::equal(r1, r2));
+  }
+}
+
+TEST_CASE("top-k selection loops select the k largest (ties: lower index first), AVX2 and portable alike") {
+  auto seed = fresh_seed();
+  INFO("seed " << seed);
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (int64_t n : {1, 7, 8, 9, 40, 256, 1000})
+    for (int64_t k : {int64_t(1), int64_t(3), n / 2, n})
+      for (bool ties : {false, true}) {
+        if (k < 1 || k > n) continue;
+        INFO("n " << n << " k " << k << " ties " << ties);
+        // ties: values from a few levels (of both signs, zeros of both signs too), so the k-th value repeats
+        auto row = ties ? (at::randint(-3, 4, {n}, g, at::kLong).to(at::kFloat) * 0.5f) : at::randn({n}, g);
+        if (ties && n > 2) row[1] = -0.0f;
+        const float* rp = row.data_ptr<float>();
+        std::vector<int32_t> ord(n);
+        std::iota(ord.begin(), ord.end(), 0);
+        std::stable_sort(ord.begin(), ord.end(), [&](int32_t a, int32_t b) {
+          return rp[a] > rp[b] || (rp[a] == rp[b] && !std::signbit(rp[a]) && std::signbit(rp[b]));
+        });
+        std::vector<int32_t> want(ord.begin(), ord.begin() + k);
+        std::sort(want.begin(), want.end());
+        std::vector<int32_t> scratch(n), o1(k), o2(k);
+        kern::top_k_generic(rp, n, k, scratch.data(), o1.data());
+        CHECK(o1 == want);
+        if (qsae::cpu_has_avx2_fma()) {
+          kern::top_k_avx2(rp, n, k, scratch.data(), o2.data());
+          CHECK(o2 == want);
+        }
+      }
 }
 
 TEST_CASE("CUDA kernels equal the CPU reference" * doctest::skip(!at::hasCUDA())) {
