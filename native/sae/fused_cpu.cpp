@@ -37,6 +37,30 @@ double residual(float* r, const float* bias, const float* x, float scale, int64_
 void top_k(const float* row, int64_t n, int64_t k, int32_t* scratch, int32_t* out) {
   (use_avx2() ? kern::top_k_avx2 : kern::top_k_generic)(row, n, k, scratch, out);
 }
+int64_t count_relu(const float* pre, int64_t n, float lo) {
+  return (use_avx2() ? kern::count_relu_avx2 : kern::count_relu_generic)(pre, n, lo);
+}
+int64_t count_jumprelu(const float* pre, const float* thr, int64_t n, float half, int64_t* window) {
+  return (use_avx2() ? kern::count_jumprelu_avx2 : kern::count_jumprelu_generic)(pre, thr, n, half, window);
+}
+void relu_backward(float* g, const float* f, const float* l1w, int64_t n) {
+  (use_avx2() ? kern::relu_backward_avx2 : kern::relu_backward_generic)(g, f, l1w, n);
+}
+
+// a [R, C] -> t [C, R] (contiguous), in tiles
+at::Tensor transposed(const at::Tensor& a, at::Tensor t) {
+  const int64_t R = a.size(0), C = a.size(1);
+  const float* A = a.data_ptr<float>();
+  float* T = t.data_ptr<float>();
+  constexpr int64_t kT = 32;
+  at::parallel_for(0, (C + kT - 1) / kT, 1, [&](int64_t q0, int64_t q1) {
+    for (int64_t cb = q0 * kT; cb < std::min(C, q1 * kT); cb += kT)
+      for (int64_t rb = 0; rb < R; rb += kT)
+        for (int64_t c = cb; c < std::min(C, cb + kT); ++c)
+          for (int64_t r = rb; r < std::min(R, rb + kT); ++r) T[c * R + r] = A[r * C + c];
+  });
+  return t;
+}
 
 inline void axpy(float a, const float* __restrict x, float* __restrict y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
@@ -50,15 +74,26 @@ void select_top(const float* row, std::vector<int32_t>& cand, int64_t kk) {
     });
 }
 
-// Scratch [B, d_sae] / [B, d_in] tensors of the step that do not outlive it, kept per calling thread between
-// steps (grown when needed). Fresh ones cost their first-touch page faults plus OpenBLAS's zeroing every step:
-// about 15% of the dense d_sae 256 step on one core. They hold about the step's own peak memory.
-enum Slot { kPre, kF, kG, kGF, kSlots };
+// Memory of the step is reused between steps, per calling thread: first touches of fresh pages are very dear
+// here (a fresh 512 KiB buffer: about 1.9 ms of page faults on the development VM, as much as the per-latent sums
+// that fill it; in GEMM outputs they land in OpenBLAS's zeroing). The buffers hold about the step's own peak.
+//   scratch: tensors that do not outlive the step (grown when needed).
+enum Slot { kPre, kF, kG, kGF, kGWencT, kSlots };
 at::Tensor& scratch(Slot slot, at::IntArrayRef shape) {
   thread_local at::Tensor ws[kSlots];
   at::Tensor& t = ws[slot];
   if (!t.defined()) t = at::empty(shape, at::kFloat);
   else t.resize_(shape);
+  return t;
+}
+//   recycled: the returned weight gradients. The previous step's tensor is reused only when nothing else holds
+//   it any more (the caller dropped its StepResult and made no views); otherwise a fresh one is made.
+enum Out { kOutGWdec, kOutGWenc, kOuts };
+at::Tensor recycled(Out slot, at::IntArrayRef shape) {
+  thread_local at::Tensor ws[kOuts];
+  at::Tensor& t = ws[slot];
+  if (!(t.defined() && t.use_count() == 1 && t.storage().use_count() == 1 && t.sizes() == shape))
+    t = at::empty(shape, at::kFloat);
   return t;
 }
 
@@ -100,6 +135,25 @@ struct Sparse {
   std::vector<float> val;   // activation value (relu'd)
   std::vector<float> grad;  // dL/dpre at the entry
 };
+
+// The same entries sorted by (block of rows, latent), rows in order within.
+struct ByLatent {
+  std::vector<int64_t> start;  // [blocks * S + 1]: entries of (block, latent) at start[blk * S + j]
+  std::vector<int32_t> row;
+  std::vector<float> val, grad;
+};
+
+// The step's host vectors, reused between steps (see scratch above); resized by the step before each use.
+struct Work {
+  Sparse sp, nr, ax;
+  ByLatent m, am;
+  std::vector<int64_t> cnt, ncnt, fill;
+  std::vector<double> row_sq, row_l1;
+};
+Work& work() {
+  thread_local Work w;
+  return w;
+}
 
 }  // namespace
 
@@ -175,9 +229,10 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   for (int64_t j = 0; j < S; ++j) l1w[j] = float(l1c * Wn[j] / B);
 
   // ---- epilogue: activation + selection into sparse rows ----
-  Sparse sp;
+  Work& W = work();
+  Sparse& sp = W.sp;
   sp.rowptr.assign(B + 1, 0);
-  Sparse nr;  // jumprelu: inactive entries inside the threshold window (only their dL/df is needed)
+  Sparse& nr = W.nr;  // jumprelu: inactive entries inside the threshold window (only their dL/df is needed)
   nr.rowptr.assign(B + 1, 0);
   const bool topk = A == "topk", btk = A == "batchtopk";
   const int64_t K = std::min<int64_t>(s.k, S);
@@ -192,21 +247,13 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
       r.batch_threshold = bthr;
     }
     const float lo = btk ? bthr : 0.f;
-    std::vector<int64_t> cnt(B, 0), ncnt(B, 0);
+    std::vector<int64_t>&cnt = W.cnt, &ncnt = W.ncnt;
+    cnt.assign(B, 0), ncnt.assign(B, 0);
     at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const float* row = P + b * S;
-        int64_t c = 0, n = 0;
-        if (jr) {
-          for (int64_t j = 0; j < S; ++j) {
-            const bool on = row[j] > T[j];
-            c += on;
-            n += !on && std::fabs(row[j] - T[j]) < half_bw;
-          }
-        } else {
-          for (int64_t j = 0; j < S; ++j) c += (row[j] > 0.f && row[j] >= lo);
-        }
-        cnt[b] = c;
+        int64_t n = 0;
+        cnt[b] = jr ? count_jumprelu(row, T, S, half_bw, &n) : count_relu(row, S, lo);
         ncnt[b] = n;
       }
     });
@@ -228,7 +275,8 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
     // g = dL/dx_hat = (f W_dec + b_dec - x) * 2 / (B D), in place of the decoder's output, and the squared error
     at::Tensor g = at::mm_out(scratch(kG, {B, D}), f, W_dec);
     float* G = g.data_ptr<float>();
-    std::vector<double> row_sq(B);
+    std::vector<double>& row_sq = W.row_sq;
+    row_sq.assign(B, 0.0);
     at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) row_sq[b] = residual(G + b * D, Bd, X + b * D, gscale, D);
     });
@@ -243,17 +291,15 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
     } else {
       const float* L1W = l1w.data();
       at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
-          float* __restrict gr = GF + b * S;
-          const float* __restrict fr = F + b * S;
-          for (int64_t j = 0; j < S; ++j) gr[j] = fr[j] > 0.f ? gr[j] + L1W[j] : 0.f;
-        }
+        for (int64_t b = b0; b < b1; ++b) relu_backward(GF + b * S, F + b * S, L1W, S);
       });
     }
-    r.gW_dec = f.t().mm(g);
+    r.gW_dec = recycled(kOutGWdec, {S, D});
+    at::mm_out(r.gW_dec, f.t(), g);
     if (weighted && l1c != 0)
       r.gW_dec.add_(W_dec * (f.sum(0) / wnorm.clamp_min(1e-12) * float(l1c / B)).unsqueeze(1));
-    r.gW_enc = xin.t().mm(gf);
+    r.gW_enc = recycled(kOutGWenc, {D, S});
+    at::mm_out(r.gW_enc, xin.t(), gf);
     r.gb_enc = gf.sum(0);
     r.gb_dec = g.sum(0);
     if (s.apply_b_dec_to_input) r.gb_dec.sub_(W_enc.mv(r.gb_enc));
@@ -301,14 +347,14 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   }
 
   // ---- sparse decoder (gather of decoder rows) + error + dL/df at the selected entries ----
-  // x_hat is kept only for the aux-k residual; otherwise g is computed in place of it (one fresh [B, d_in]
-  // buffer instead of two: first touches of fresh pages were a tenth of the topk step)
+  // x_hat is kept only for the aux-k residual; otherwise g is computed in place of it
   const bool aux_requested = is_topk_family(A) && o.aux_coef > 0 && o.aux_k > 0 && o.dead_mask.defined();
   at::Tensor x_hat = aux_requested ? at::empty({B, D}, x.options()) : at::Tensor();
   at::Tensor g = scratch(kG, {B, D});
   float* XH = aux_requested ? x_hat.data_ptr<float>() : nullptr;
   float* G = g.data_ptr<float>();
-  std::vector<double> row_sq(B), row_l1(B);
+  std::vector<double>&row_sq = W.row_sq, &row_l1 = W.row_l1;
+  row_sq.assign(B, 0.0), row_l1.assign(B, 0.0);
   at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       float* gr = G + b * D;
@@ -352,7 +398,7 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   }
 
   // ---- aux-k (topk family): reconstruct the residual from the top aux_k dead latents ----
-  Sparse ax;
+  Sparse& ax = W.ax;
   at::Tensor ga;
   bool use_aux = aux_requested;
   std::vector<int32_t> dead;
@@ -418,7 +464,7 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   // The decoder and dL/df above stay sparse (2 of the 5 dense GEMMs); the weight gradients are dense GEMMs over f
   // and dL/dpre scattered into [B, d_sae].
   if (!use_aux && double(nnz) > o.dense_wgrad_threshold * double(B) * double(S)) {
-    at::Tensor f = at::zeros({B, S}, x.options()), gp = at::zeros({B, S}, x.options());
+    at::Tensor f = scratch(kF, {B, S}).zero_(), gp = scratch(kGF, {B, S}).zero_();
     float* F = f.data_ptr<float>();
     float* GP = gp.data_ptr<float>();
     at::parallel_for(0, B, 64, [&](int64_t b0, int64_t b1) {
@@ -428,8 +474,10 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
           GP[b * S + sp.col[t]] = sp.grad[t];
         }
     });
-    r.gW_dec = f.t().mm(g);
-    r.gW_enc = xin.t().mm(gp);
+    r.gW_dec = recycled(kOutGWdec, {S, D});
+    at::mm_out(r.gW_dec, f.t(), g);
+    r.gW_enc = recycled(kOutGWenc, {D, S});
+    at::mm_out(r.gW_enc, xin.t(), gp);
     r.gb_enc = gp.sum(0);
     std::vector<double> fsum(S, 0.0);
     for (int64_t t = 0; t < nnz; ++t) {
@@ -452,31 +500,26 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   // enough to stay in the core's L2 (before: every entry's rows from L3/DRAM, most of the sparse step's time).
   const int64_t R = std::max<int64_t>(16, std::min<int64_t>(B, (int64_t(64) << 10) / std::max<int64_t>(1, D)));
   const int64_t nblk = (B + R - 1) / R;
-  struct ByLatent {
-    std::vector<int64_t> start;  // [nblk * S + 1]: entries of (block, latent) at start[blk * S + j]
-    std::vector<int32_t> row;
-    std::vector<float> val, grad;
-  };
-  auto sort_by_latent = [&](const Sparse& e, int64_t blocks, int64_t rows_per_block) {
-    ByLatent o2;
+  auto sort_by_latent = [&](const Sparse& e, int64_t blocks, int64_t rows_per_block, ByLatent& o2) {
     o2.start.assign(blocks * S + 1, 0);
     const int64_t n = int64_t(e.col.size());
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = e.rowptr[b]; t < e.rowptr[b + 1]; ++t) o2.start[b / rows_per_block * S + e.col[t] + 1]++;
     for (int64_t q = 0; q < blocks * S; ++q) o2.start[q + 1] += o2.start[q];
     o2.row.resize(n), o2.val.resize(n), o2.grad.resize(n);
-    std::vector<int64_t> fill(o2.start.begin(), o2.start.end() - 1);
+    std::vector<int64_t>& fill = W.fill;
+    fill.assign(o2.start.begin(), o2.start.end() - 1);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = e.rowptr[b]; t < e.rowptr[b + 1]; ++t) {
         const int64_t u = fill[b / rows_per_block * S + e.col[t]]++;
         o2.row[u] = int32_t(b), o2.val[u] = e.val[t], o2.grad[u] = e.grad[t];
       }
-    return o2;
   };
-  const ByLatent m = sort_by_latent(sp, nblk, R);
-  const ByLatent am = use_aux ? sort_by_latent(ax, 1, B) : ByLatent{};  // few: one block
-  r.gW_dec = at::zeros({S, D}, x.options());
-  at::Tensor gW_encT = at::zeros({S, D}, x.options());
+  sort_by_latent(sp, nblk, R, W.m);
+  if (use_aux) sort_by_latent(ax, 1, B, W.am);  // few: one block
+  const ByLatent &m = W.m, &am = W.am;
+  r.gW_dec = recycled(kOutGWdec, {S, D}).zero_();
+  at::Tensor gW_encT = scratch(kGWencT, {S, D}).zero_();
   r.gb_enc = at::zeros({S}, x.options());
   float* GWD = r.gW_dec.data_ptr<float>();
   float* GWE = gW_encT.data_ptr<float>();
@@ -513,7 +556,7 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
       }
     }
   });
-  r.gW_enc = gW_encT.t().contiguous();
+  r.gW_enc = transposed(gW_encT, recycled(kOutGWenc, {D, S}));
   if (s.apply_b_dec_to_input) r.gb_dec.sub_(W_enc.mv(r.gb_enc));
   r.loss = r.mse + l1c * r.l1 + o.aux_coef * r.aux;
   return r;

@@ -32,6 +32,18 @@ double residual_avx2(float* r, const float* bias, const float* x, float scale, i
 void top_k_generic(const float* row, int64_t n, int64_t k, int32_t* scratch, int32_t* out);
 void top_k_avx2(const float* row, int64_t n, int64_t k, int32_t* scratch, int32_t* out);
 
+// Counts over one row of pre-activations (for sizing the sparse rows): relu / batchtopk: entries with
+// pre > 0 and pre >= lo; jumprelu: entries with pre > thr (returned), and in *window the inactive ones with
+// |pre - thr| < half (the threshold's straight-through window). Branch-free: about half the entries fire at random.
+int64_t count_relu_generic(const float* pre, int64_t n, float lo);
+int64_t count_relu_avx2(const float* pre, int64_t n, float lo);
+int64_t count_jumprelu_generic(const float* pre, const float* thr, int64_t n, float half, int64_t* window);
+int64_t count_jumprelu_avx2(const float* pre, const float* thr, int64_t n, float half, int64_t* window);
+
+// relu's dL/dpre from dL/df, in place on g[0..n): g = f > 0 ? g + l1w : 0.
+void relu_backward_generic(float* g, const float* f, const float* l1w, int64_t n);
+void relu_backward_avx2(float* g, const float* f, const float* l1w, int64_t n);
+
 // Adam on elements [0, n): m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g²; p -= step_size m / (√v · inv_sqrt_bc2 + eps)
 void adam_generic(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2, float step_size,
                   float inv_sqrt_bc2, float eps);

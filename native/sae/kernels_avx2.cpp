@@ -177,6 +177,43 @@ void top_k_avx2(const float* row, int64_t n, int64_t k, int32_t* keys, int32_t* 
     if (keys[j] >= lo) out[m++] = int32_t(j);
 }
 
+int64_t count_relu_avx2(const float* pre, int64_t n, float lo) {
+  const __m256 z = _mm256_setzero_ps(), vlo = _mm256_set1_ps(lo);
+  int64_t c = 0, j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 p = _mm256_loadu_ps(pre + j);
+    c += __builtin_popcount(
+        _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(p, z, _CMP_GT_OQ), _mm256_cmp_ps(p, vlo, _CMP_GE_OQ))));
+  }
+  return c + count_relu_generic(pre + j, n - j, lo);
+}
+
+int64_t count_jumprelu_avx2(const float* pre, const float* thr, int64_t n, float half, int64_t* window) {
+  const __m256 vh = _mm256_set1_ps(half), abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  int64_t c = 0, w = 0, j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 p = _mm256_loadu_ps(pre + j), t = _mm256_loadu_ps(thr + j);
+    const __m256 on = _mm256_cmp_ps(p, t, _CMP_GT_OQ);
+    const __m256 in = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(p, t), abs_mask), vh, _CMP_LT_OQ);
+    c += __builtin_popcount(_mm256_movemask_ps(on));
+    w += __builtin_popcount(_mm256_movemask_ps(_mm256_andnot_ps(on, in)));
+  }
+  int64_t wt = 0;
+  c += count_jumprelu_generic(pre + j, thr + j, n - j, half, &wt);
+  *window = w + wt;
+  return c;
+}
+
+void relu_backward_avx2(float* g, const float* f, const float* l1w, int64_t n) {
+  const __m256 z = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 on = _mm256_cmp_ps(_mm256_loadu_ps(f + j), z, _CMP_GT_OQ);
+    _mm256_storeu_ps(g + j, _mm256_and_ps(on, _mm256_add_ps(_mm256_loadu_ps(g + j), _mm256_loadu_ps(l1w + j))));
+  }
+  relu_backward_generic(g + j, f + j, l1w + j, n - j);
+}
+
 void adam_avx2(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2, float step_size,
                float inv_sqrt_bc2, float eps) {
   const __m256 vb1 = _mm256_set1_ps(b1), vb2 = _mm256_set1_ps(b2), vc1 = _mm256_set1_ps(1 - b1),
@@ -214,6 +251,11 @@ double residual_avx2(float* r, const float* bias, const float* x, float scale, i
 void top_k_avx2(const float* row, int64_t n, int64_t k, int32_t* scratch, int32_t* out) {
   top_k_generic(row, n, k, scratch, out);
 }
+int64_t count_relu_avx2(const float* pre, int64_t n, float lo) { return count_relu_generic(pre, n, lo); }
+int64_t count_jumprelu_avx2(const float* pre, const float* thr, int64_t n, float half, int64_t* window) {
+  return count_jumprelu_generic(pre, thr, n, half, window);
+}
+void relu_backward_avx2(float* g, const float* f, const float* l1w, int64_t n) { relu_backward_generic(g, f, l1w, n); }
 void adam_avx2(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2, float step_size,
                float inv_sqrt_bc2, float eps) {
   adam_generic(p, g, m, v, n, b1, b2, step_size, inv_sqrt_bc2, eps);

@@ -84,6 +84,27 @@ void top_k_generic(const float* row, int64_t n, int64_t k, int32_t* keys, int32_
     if (keys[j] > lo || (keys[j] == lo && ties-- > 0)) out[m++] = int32_t(j);
 }
 
+int64_t count_relu_generic(const float* pre, int64_t n, float lo) {
+  int64_t c = 0;
+  for (int64_t j = 0; j < n; ++j) c += int64_t(pre[j] > 0.f) & int64_t(pre[j] >= lo);
+  return c;
+}
+
+int64_t count_jumprelu_generic(const float* pre, const float* thr, int64_t n, float half, int64_t* window) {
+  int64_t c = 0, w = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t on = pre[j] > thr[j];
+    c += on;
+    w += (1 - on) & int64_t(std::fabs(pre[j] - thr[j]) < half);
+  }
+  *window = w;
+  return c;
+}
+
+void relu_backward_generic(float* g, const float* f, const float* l1w, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) g[j] = f[j] > 0.f ? g[j] + l1w[j] : 0.f;
+}
+
 void adam_generic(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2, float step_size,
                   float inv_sqrt_bc2, float eps) {
   for (int64_t i = 0; i < n; ++i) {

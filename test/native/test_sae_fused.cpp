@@ -180,6 +180,39 @@ TEST_CASE("fused jumprelu step equals autograd (values and gradients incl. the t
       }
 }
 
+TEST_CASE("fused steps reuse their memory only when the caller let go of the previous results") {
+  auto seed = fresh_seed();
+  INFO("seed " << seed);
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (std::string arch : {"relu", "topk", "jumprelu"})
+    for (double dense : {0.0, 2.0}) {  // relu / jumprelu: dense and sparse paths; topk: dense weight gradients or not
+      INFO(arch << " dense_threshold " << dense);
+      auto s = random_sae(arch, 40, 96, 6, g);
+      auto x1 = at::randn({50, 40}, g), x2 = at::randn({50, 40}, g);
+      if (arch == "jumprelu") window_thresholds(s, x1, g);
+      LossOptions o;
+      o.l1_coef = arch == "topk" ? 0.0 : 0.01;
+      o.dense_threshold = dense;
+      o.dense_wgrad_threshold = dense;
+      auto f1 = fused_forward_backward_cpu(s, x1, o);
+      std::vector<at::Tensor> kept = {f1.gW_enc.clone(), f1.gW_dec.clone(), f1.gb_enc.clone(), f1.gb_dec.clone()};
+      auto f2 = fused_forward_backward_cpu(s, x2, o);  // f1 still held: must get its own memory
+      CHECK(at::equal(f1.gW_enc, kept[0]));
+      CHECK(at::equal(f1.gW_dec, kept[1]));
+      CHECK(at::equal(f1.gb_enc, kept[2]));
+      CHECK(at::equal(f1.gb_dec, kept[3]));
+      CHECK(!at::equal(f2.gW_enc, f1.gW_enc));
+      CHECK(f2.gW_dec.data_ptr() != f1.gW_dec.data_ptr());
+      // dropped results are reused, and the step is deterministic
+      f1 = StepResult{};
+      f2 = StepResult{};
+      auto f3 = fused_forward_backward_cpu(s, x1, o);
+      CHECK(at::equal(f3.gW_enc, kept[0]));
+      CHECK(at::equal(f3.gW_dec, kept[1]));
+      compare_step(s, f3, autograd_forward_backward(s, x1, o));
+    }
+}
+
 TEST_CASE("a fused jumprelu training run follows the autograd one") {
   auto dir = testing::temp_dir("sae-fused", "jumprelu");
   // 3 of 48 unit-norm features active per row, magnitudes in [1, 2)
