@@ -108,26 +108,6 @@ void add_bias_rows(float* P, const float* bias, int64_t B, int64_t S) {
   });
 }
 
-// Per-latent counts of f > 0 (`fired`) and the total count of f != 0 over a dense f [B, S]. Torch 1.13's sums
-// of bool tensors cost about half a dense step here ((f > 0).sum(0): 135 ms on [4096, 1024], one thread).
-int64_t count_dense(const float* F, int64_t B, int64_t S, int64_t* fired) {
-  std::atomic<int64_t> nonzero{0};
-  at::parallel_for(0, S, 64, [&](int64_t j0, int64_t j1) {
-    std::vector<int64_t> c(j1 - j0, 0);
-    int64_t nz = 0;
-    for (int64_t b = 0; b < B; ++b) {
-      const float* fr = F + b * S;
-      for (int64_t j = j0; j < j1; ++j) {
-        c[j - j0] += fr[j] > 0.f;
-        nz += fr[j] != 0.f;
-      }
-    }
-    std::copy(c.begin(), c.end(), fired + j0);
-    nonzero += nz;
-  });
-  return nonzero.load();
-}
-
 // Sparse entries of an [B, S] matrix in row order.
 struct Sparse {
   std::vector<int64_t> rowptr;
@@ -148,7 +128,8 @@ struct Work {
   Sparse sp, nr, ax;
   ByLatent m, am;
   std::vector<int64_t> cnt, ncnt, fill;
-  std::vector<double> row_sq, row_l1;
+  std::vector<double> row_sq, row_l1, fsum;
+  std::vector<float> part;
 };
 Work& work() {
   thread_local Work w;
@@ -204,9 +185,9 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   const at::Tensor W_enc = s.W_enc.contiguous(), W_dec = s.W_dec.contiguous(), b_enc = s.b_enc.contiguous(),
                    b_dec = s.b_dec.contiguous();
   const at::Tensor xin = s.apply_b_dec_to_input ? (x - b_dec).contiguous() : x;
-  at::Tensor pre = at::mm_out(scratch(kPre, {B, S}), xin, W_enc);  // + b_enc below
+  at::Tensor pre = at::mm_out(scratch(kPre, {B, S}), xin, W_enc);  // + b_enc in the first pass over each row
   float* P = pre.data_ptr<float>();
-  add_bias_rows(P, b_enc.data_ptr<float>(), B, S);
+  const float* Be = b_enc.data_ptr<float>();
   const float* Wd = W_dec.data_ptr<float>();
   const float* Bd = b_dec.data_ptr<float>();
   const float* X = x.data_ptr<float>();
@@ -241,6 +222,7 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
     for (int64_t b = 0; b <= B; ++b) sp.rowptr[b] = b * K;
   } else {
     if (btk) {
+      add_bias_rows(P, Be, B, S);
       int64_t kk = std::min<int64_t>(s.k * B, B * S);
       auto v = std::get<0>(at::topk(at::relu(pre).reshape({-1}), kk, 0, true, false));
       bthr = v.min().item<float>();
@@ -251,10 +233,15 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
     cnt.assign(B, 0), ncnt.assign(B, 0);
     at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
-        const float* row = P + b * S;
+        float* row = P + b * S;
+        if (!btk)
+          for (int64_t j = 0; j < S; ++j) row[j] += Be[j];
         int64_t n = 0;
         cnt[b] = jr ? count_jumprelu(row, T, S, half_bw, &n) : count_relu(row, S, lo);
         ncnt[b] = n;
+        // relu in place (the sparse path selects the same entries from it)
+        if (A == "relu")
+          for (int64_t j = 0; j < S; ++j) row[j] = row[j] > 0.f ? row[j] : 0.f;
       }
     });
     for (int64_t b = 0; b < B; ++b) sp.rowptr[b + 1] = sp.rowptr[b] + cnt[b], nr.rowptr[b + 1] = nr.rowptr[b] + ncnt[b];
@@ -263,48 +250,114 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
   const bool dense_act = (A == "relu" || jr) && nnz > o.dense_threshold * double(B) * double(S);
 
   if (dense_act) {
-    // Dense activations: dense matmuls, fused epilogues (the selected latents are those with f > 0; jumprelu:
-    // pre > thr, keeping pre for the threshold window).
-    at::Tensor f;
+    // Dense activations: dense matmuls and three passes between them (OpenMP regions between OpenBLAS calls
+    // are few: on two cores each one's spinning threads slow the next GEMM).
+    at::Tensor f = pre;  // relu: made in place above
     if (jr) {
       f = scratch(kF, {B, S});
       jumprelu_epilogue_cpu(P, nullptr, T, f.data_ptr<float>(), B, S);
-    } else {
-      f = pre.relu_();
     }
-    // g = dL/dx_hat = (f W_dec + b_dec - x) * 2 / (B D), in place of the decoder's output, and the squared error
+    const float* F = f.data_ptr<float>();
+    // g = dL/dx_hat = (f W_dec + b_dec - x) * 2 / (B D) in place of the decoder's output; the squared error; and
+    // dL/db_dec = column sums of g, over fixed chunks of rows then chunks in order (deterministic)
     at::Tensor g = at::mm_out(scratch(kG, {B, D}), f, W_dec);
     float* G = g.data_ptr<float>();
     std::vector<double>& row_sq = W.row_sq;
     row_sq.assign(B, 0.0);
-    at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) row_sq[b] = residual(G + b * D, Bd, X + b * D, gscale, D);
+    constexpr int64_t kRows = 64;
+    const int64_t nch = (B + kRows - 1) / kRows;
+    std::vector<float>& part = W.part;
+    part.assign(nch * D, 0.f);
+    at::parallel_for(0, nch, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        float* __restrict pc = part.data() + c * D;
+        for (int64_t b = c * kRows; b < std::min(B, (c + 1) * kRows); ++b) {
+          row_sq[b] = residual(G + b * D, Bd, X + b * D, gscale, D);
+          const float* __restrict gr = G + b * D;
+          for (int64_t i = 0; i < D; ++i) pc[i] += gr[i];
+        }
+      }
     });
     r.mse = std::accumulate(row_sq.begin(), row_sq.end(), 0.0) / double(B * D);
-    r.l1 = jr ? double(nnz) / B : (f.mv(wnorm)).sum().item<double>() / B;
+    r.gb_dec = at::empty({D}, x.options());
+    {
+      float* GBD = r.gb_dec.data_ptr<float>();
+      for (int64_t i = 0; i < D; ++i) {
+        double t = 0;
+        for (int64_t c = 0; c < nch; ++c) t += part[c * D + i];
+        GBD[i] = float(t);
+      }
+    }
     at::Tensor gf = at::mm_out(scratch(kGF, {B, S}), g, W_dec.t());
     float* GF = gf.data_ptr<float>();
-    const float* F = f.data_ptr<float>();
+    // dL/df -> dL/dpre (jumprelu: and the threshold's window sums), dL/db_enc, fired, L0 and the column sums of f,
+    // one pass; threads take blocks of latents and walk all rows (sums in row order whatever the thread count)
+    r.gb_enc = at::empty({S}, x.options());
+    r.fired = at::empty({S}, at::kLong);
+    if (jr) r.gthreshold = at::empty({S}, x.options());
+    float* GBE = r.gb_enc.data_ptr<float>();
+    int64_t* FIRED = r.fired.data_ptr<int64_t>();
+    float* GT = jr ? r.gthreshold.data_ptr<float>() : nullptr;
+    std::vector<double>& fsum = W.fsum;
+    fsum.assign(S, 0.0);
+    constexpr int64_t kCols = 64;
+    std::atomic<int64_t> nonzero{0};
+    const float* L1W = l1w.data();
+    at::parallel_for(0, (S + kCols - 1) / kCols, 1, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t j0 = q * kCols, nj = std::min(S, j0 + kCols) - j0;
+        double gb[kCols] = {}, fs[kCols] = {}, win[kCols] = {};
+        int64_t fired[kCols] = {}, nz = 0;
+        for (int64_t rb = 0; rb < B; rb += kRows) {
+          float gl[kCols] = {}, fl[kCols] = {};
+          for (int64_t b = rb; b < std::min(B, rb + kRows); ++b) {
+            float* __restrict gr = GF + b * S + j0;
+            const float* __restrict fr = F + b * S + j0;
+            if (jr) {
+              const float* p = P + b * S + j0;
+              const float* t = T + j0;
+              for (int64_t j = 0; j < nj; ++j)
+                if (std::fabs(p[j] - t[j]) < half_bw) win[j] += double(-t[j] * gr[j] - l1_over_n);
+              for (int64_t j = 0; j < nj; ++j) gr[j] = p[j] > t[j] ? gr[j] : 0.f;
+            } else {
+              relu_backward(gr, fr, L1W + j0, nj);
+            }
+            for (int64_t j = 0; j < nj; ++j) {
+              gl[j] += gr[j];
+              fl[j] += fr[j];
+              fired[j] += fr[j] > 0.f;
+              nz += fr[j] != 0.f;
+            }
+          }
+          for (int64_t j = 0; j < nj; ++j) gb[j] += gl[j], fs[j] += fl[j];
+        }
+        for (int64_t j = 0; j < nj; ++j) {
+          GBE[j0 + j] = float(gb[j]);
+          FIRED[j0 + j] = fired[j];
+          fsum[j0 + j] = fs[j];
+          if (jr) GT[j0 + j] = float(win[j] / bw);
+        }
+        nonzero += nz;
+      }
+    });
+    r.l0 = double(nonzero.load()) / B;
     if (jr) {
-      r.gthreshold = at::empty({S}, x.options());
-      jumprelu_backward_epilogue_cpu(GF, P, T, r.gthreshold.data_ptr<float>(), B, S, l1_over_n, bw);
+      r.l1 = double(nnz) / B;
     } else {
-      const float* L1W = l1w.data();
-      at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) relu_backward(GF + b * S, F + b * S, L1W, S);
-      });
+      double l1 = 0;
+      for (int64_t j = 0; j < S; ++j) l1 += fsum[j] * Wn[j];
+      r.l1 = l1 / B;
     }
     r.gW_dec = recycled(kOutGWdec, {S, D});
     at::mm_out(r.gW_dec, f.t(), g);
-    if (weighted && l1c != 0)
-      r.gW_dec.add_(W_dec * (f.sum(0) / wnorm.clamp_min(1e-12) * float(l1c / B)).unsqueeze(1));
+    if (weighted && l1c != 0) {
+      float* GWD = r.gW_dec.data_ptr<float>();
+      for (int64_t j = 0; j < S; ++j)
+        if (fsum[j] != 0) axpy(float(l1c / B * fsum[j] / std::max(Wn[j], 1e-12f)), Wd + j * D, GWD + j * D, D);
+    }
     r.gW_enc = recycled(kOutGWenc, {D, S});
     at::mm_out(r.gW_enc, xin.t(), gf);
-    r.gb_enc = gf.sum(0);
-    r.gb_dec = g.sum(0);
     if (s.apply_b_dec_to_input) r.gb_dec.sub_(W_enc.mv(r.gb_enc));
-    r.fired = at::empty({S}, at::kLong);
-    r.l0 = double(count_dense(F, B, S, r.fired.data_ptr<int64_t>())) / B;
     r.loss = r.mse + l1c * r.l1;
     return r;
   }
@@ -319,9 +372,10 @@ StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x_in, cons
     at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
       std::vector<int32_t> scratch(S);
       for (int64_t b = b0; b < b1; ++b) {
-        const float* row = P + b * S;
+        float* row = P + b * S;
         int64_t o0 = sp.rowptr[b];
         if (topk) {
+          for (int64_t j = 0; j < S; ++j) row[j] += Be[j];
           top_k(row, S, K, scratch.data(), sp.col.data() + o0);
           for (int64_t t = 0; t < K; ++t) sp.val[o0 + t] = std::max(row[sp.col[o0 + t]], 0.f);
         } else if (jr) {

@@ -94,15 +94,19 @@ TEST_CASE("fused relu step equals autograd (plain and norm-weighted L1, b_dec su
   auto seed = fresh_seed();
   INFO("seed " << seed);
   auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
-  for (int64_t d : {24, 75})
+  struct Shape {
+    int64_t n, d, s;
+  };
+  // d 75: every tile width of the AVX2 loops; n 150, d_sae 150: several chunks of rows and blocks of latents
+  for (Shape sh : {Shape{33, 24, 40}, Shape{33, 75, 40}, Shape{150, 30, 150}})
     for (bool weighted : {false, true})
       for (bool apply : {false, true})
         for (double bias : {0.0, -1.0}) {  // -1: sparse activations (< 5%), 0: dense
-          INFO("d " << d);
-          auto s = random_sae("relu", d, 40, 0, g);
+          INFO("n " << sh.n << " d " << sh.d << " d_sae " << sh.s);
+          auto s = random_sae("relu", sh.d, sh.s, 0, g);
           s.b_enc.add_(bias);
           s.apply_b_dec_to_input = apply;
-          auto x = at::randn({33, d}, g);
+          auto x = at::randn({sh.n, sh.d}, g);
           LossOptions o;
           o.l1_coef = 0.01;
           o.l1_norm_weighted = weighted;
