@@ -69,7 +69,8 @@ struct Trainer {
     }
     c10::NoGradGuard ng;
     if (s.threshold.defined()) s.threshold.clamp_min_(1e-6);
-    s.W_dec.div_(s.W_dec.norm(2, {1}, true).clamp_min(1e-12));
+    if (mode == 0) normalize_decoder_rows_cpu(s.W_dec);  // the fused path's own pass (fused_cpu.h says why)
+    else s.W_dec.div_(s.W_dec.norm(2, {1}, true).clamp_min(1e-12));
   }
 };
 }  // namespace

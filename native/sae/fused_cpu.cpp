@@ -668,6 +668,22 @@ void set_cpu_kernel(const std::string& which) {
 }
 std::string cpu_kernel() { return use_avx2() ? "avx2" : "generic"; }
 
+void normalize_decoder_rows_cpu(at::Tensor& W_dec) {
+  QSAE_CHECK(W_dec.dim() == 2 && W_dec.is_contiguous() && W_dec.scalar_type() == at::kFloat && !W_dec.is_cuda(),
+             "normalize_decoder_rows_cpu: W_dec must be a contiguous fp32 CPU matrix");
+  const int64_t S = W_dec.size(0), D = W_dec.size(1);
+  float* W = W_dec.data_ptr<float>();
+  at::parallel_for(0, S, std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(1, D)), [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      float* __restrict w = W + j * D;
+      double q = 0;
+      for (int64_t i = 0; i < D; ++i) q += double(w[i]) * w[i];
+      const float n = std::max(float(std::sqrt(q)), 1e-12f);
+      for (int64_t i = 0; i < D; ++i) w[i] /= n;
+    }
+  });
+}
+
 void adam_step_reference(at::Tensor& p, const at::Tensor& g, at::Tensor& m, at::Tensor& v, int64_t step, double lr,
                          double beta1, double beta2, double eps) {
   c10::NoGradGuard ng;

@@ -279,6 +279,19 @@ TEST_CASE("fused Adam equals the reference Adam over several steps (AVX2 and por
   }
 }
 
+TEST_CASE("decoder rows normalized in one pass equal the ATen normalization") {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(fresh_seed());
+  for (int64_t S : {1, 37, 3000}) {
+    INFO("d_sae " << S);
+    auto w = at::randn({S, 45}, g) * 3;
+    w[0].zero_();  // a dead row stays zero (norm clamped to 1e-12)
+    auto want = w / w.norm(2, {1}, true).clamp_min(1e-12);
+    normalize_decoder_rows_cpu(w);
+    check_close(w, want, "W_dec", 1e-6, 1e-7);
+    CHECK(w[0].abs().max().item<double>() == 0);
+  }
+}
+
 TEST_CASE("AVX2 gather loops equal the portable ones (every tile and tail width)") {
   if (!qsae::cpu_has_avx2_fma()) {
     MESSAGE("skipped: the processor has no AVX2/FMA");
