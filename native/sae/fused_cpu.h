@@ -68,9 +68,9 @@ std::string cpu_kernel();
 void adam_step_fused_cpu(at::Tensor& p, const at::Tensor& g, at::Tensor& m, at::Tensor& v, int64_t step, double lr,
                          double beta1, double beta2, double eps);
 // Decoder rows to unit norm in place: W_dec[j] /= max(||W_dec[j]||, 1e-12) (what the trainer does with ATen ops
-// after every step), one pass per row. Parallel only over at least 2^20 elements: on two cores a torch op's
-// OpenMP threads keep spinning into the next step's first GEMM (measured: ATen's norm + div cost 7–19 ms of a
-// 40 ms jumprelu d_sae 256 step, this loop 0.3 ms).
+// after every step), one pass per row, parallel only over at least 2^20 elements. In a two-thread step loop
+// ATen's norm + div made the next step 7–19 ms slower (jumprelu d_sae 256, a 40 ms step; likely their OpenMP
+// threads spinning into its first GEMM), this loop 0.3 ms.
 void normalize_decoder_rows_cpu(at::Tensor& W_dec);
 
 // Reference Adam in plain ATen ops (what torch.optim.Adam's single-tensor path does).
