@@ -78,10 +78,11 @@ void select_top(const float* row, std::vector<int32_t>& cand, int64_t kk) {
 // here (a fresh 512 KiB buffer: about 1.9 ms of page faults on the development VM, as much as the per-latent sums
 // that fill it; in GEMM outputs they land in OpenBLAS's zeroing). The buffers hold about the step's own peak.
 //   scratch: tensors that do not outlive the step (grown when needed).
+//   release_fused_cpu_workspace() frees all of it for the calling thread.
 enum Slot { kPre, kF, kG, kGF, kGWencT, kSlots };
+thread_local at::Tensor t_scratch[kSlots];
 at::Tensor& scratch(Slot slot, at::IntArrayRef shape) {
-  thread_local at::Tensor ws[kSlots];
-  at::Tensor& t = ws[slot];
+  at::Tensor& t = t_scratch[slot];
   if (!t.defined()) t = at::empty(shape, at::kFloat);
   else t.resize_(shape);
   return t;
@@ -89,9 +90,9 @@ at::Tensor& scratch(Slot slot, at::IntArrayRef shape) {
 //   recycled: the returned weight gradients. The previous step's tensor is reused only when nothing else holds
 //   it any more (the caller dropped its StepResult and made no views); otherwise a fresh one is made.
 enum Out { kOutGWdec, kOutGWenc, kOuts };
+thread_local at::Tensor t_recycled[kOuts];
 at::Tensor recycled(Out slot, at::IntArrayRef shape) {
-  thread_local at::Tensor ws[kOuts];
-  at::Tensor& t = ws[slot];
+  at::Tensor& t = t_recycled[slot];
   if (!(t.defined() && t.use_count() == 1 && t.storage().use_count() == 1 && t.sizes() == shape))
     t = at::empty(shape, at::kFloat);
   return t;
@@ -131,12 +132,16 @@ struct Work {
   std::vector<double> row_sq, row_l1, fsum;
   std::vector<float> part;
 };
-Work& work() {
-  thread_local Work w;
-  return w;
-}
+thread_local Work t_work;
+Work& work() { return t_work; }
 
 }  // namespace
+
+void release_fused_cpu_workspace() {
+  for (auto& t : t_scratch) t = at::Tensor();
+  for (auto& t : t_recycled) t = at::Tensor();
+  t_work = Work();
+}
 
 void jumprelu_epilogue_cpu(float* pre, const float* b_enc, const float* thr, float* f, int64_t B, int64_t S) {
   at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {

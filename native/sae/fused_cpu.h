@@ -45,6 +45,9 @@ struct StepResult {
 
 // One fused forward/backward on fp32 CPU parameters. x [N, d_in] fp32.
 StepResult fused_forward_backward_cpu(const Sae& s, const at::Tensor& x, const LossOptions& o);
+// The fused step keeps its memory (about one step's peak) per calling thread between calls, to spare the page
+// faults of fresh buffers; this frees the calling thread's. The trainer calls it when a run ends.
+void release_fused_cpu_workspace();
 
 // Reference: the same step through Sae::forward and autograd (plain ATen ops). Parameters must be leaf
 // fp32 tensors; they are given requires_grad temporarily.

@@ -302,6 +302,14 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
     save_safetensors(ckpt, ts, md);
   };
 
+  // The fused CPU step keeps its buffers per thread between steps; they go when the run ends, however it ends.
+  const bool fused_cpu = !dev.is_cuda() && c.fused;
+  struct ReleaseWorkspace {
+    bool on;
+    ~ReleaseWorkspace() {
+      if (on) release_fused_cpu_workspace();
+    }
+  } release_workspace{fused_cpu};
   TrainResult res;
   res.d_in = D;
   res.resumed_from = t0;
@@ -349,8 +357,12 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
       }
       if (arch == "jumprelu") m.sae.threshold.clamp_min_(1e-6);
       if (!c.l1_norm_weighted) {
-        auto n = m.sae.W_dec.norm(2, {1}, true).clamp_min(1e-12);
-        m.sae.W_dec.div_(n);
+        if (fused_cpu && m.sae.W_dec.is_contiguous()) {
+          normalize_decoder_rows_cpu(m.sae.W_dec);
+        } else {
+          auto n = m.sae.W_dec.norm(2, {1}, true).clamp_min(1e-12);
+          m.sae.W_dec.div_(n);
+        }
       }
       auto fired = r.fired.cpu();
       m.since_fired.add_(B).masked_fill_(fired > 0, 0);

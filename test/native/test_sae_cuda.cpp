@@ -139,8 +139,8 @@ TEST_CASE("CUDA relu step on bf16 GEMMs agrees with autograd" * doctest::skip(!a
   auto g = seeded();
   // Encoder operands on binary grids small enough that pre, pre + b_enc and f are exact in bf16 (|pre| <= 4 in
   // steps of 1/64): the same latents fire on both paths; the decoder side carries bf16 rounding.
-  auto grid = [&](std::vector<int64_t> shape, int64_t lo, int64_t hi, double step) {
-    return (at::randint(lo, hi + 1, shape, g, at::kLong).to(at::kFloat) * float(step)).contiguous();
+  auto grid = [&](at::IntArrayRef shape, int64_t lo, int64_t hi, double step) {
+    return testing::grid_values(shape, lo, hi, step, g);
   };
   const int64_t B = 200, d = 16, S = 96;
   for (bool apply : {false, true})

@@ -77,6 +77,17 @@ Sae random_sae(const std::string& arch, int64_t d, int64_t S, int64_t k, at::Gen
   return s;
 }
 
+// Encoder operands on binary grids (x and b_dec: multiples of 1/4; W_enc: of 1/16, |w| <= 1/4; b_enc: of 1/64), for
+// jumprelu: pre is then exact in fp32 whatever the summation order (d_in up to ~10^5), so that the fused path (mm,
+// then the bias) and autograd (addmm) see the same pre, and no entry crosses a threshold or a window edge by
+// rounding alone. Returns x [n, d_in].
+at::Tensor grid_encoder(Sae& s, int64_t n, at::Generator& g) {
+  s.W_enc = testing::grid_values({s.d_in, s.d_sae}, -4, 4, 1.0 / 16, g);
+  s.b_enc = testing::grid_values({s.d_sae}, -8, 8, 1.0 / 64, g);
+  s.b_dec = testing::grid_values({s.d_in}, -2, 2, 0.25, g);
+  return testing::grid_values({n, s.d_in}, -3, 3, 0.25, g);
+}
+
 // jumprelu thresholds that put one entry of each latent's column (a random row) inside the straight-through
 // window |pre - thr| < ε/2, on either side of the threshold (at most 0.4 ε away), so that every threshold has a
 // pseudo-gradient; about half the latents fire. Thresholds come out of either sign.
@@ -166,7 +177,7 @@ TEST_CASE("fused jumprelu step equals autograd (values and gradients incl. the t
         INFO("n " << sh.n << " d " << sh.d << " d_sae " << sh.s << " apply_b_dec " << apply << " weighted " << weighted);
         auto s = random_sae("jumprelu", sh.d, sh.s, 0, g);
         s.apply_b_dec_to_input = apply;
-        auto x = at::randn({sh.n, sh.d}, g);
+        auto x = grid_encoder(s, sh.n, g);
         window_thresholds(s, x, g);
         LossOptions o;
         o.l1_coef = 0.02;
@@ -184,7 +195,7 @@ TEST_CASE("fused jumprelu step equals autograd (values and gradients incl. the t
       }
 }
 
-TEST_CASE("fused steps reuse their memory only when the caller let go of the previous results") {
+TEST_CASE("fused steps reuse their memory only when the caller let go of the previous results, until released") {
   auto seed = fresh_seed();
   INFO("seed " << seed);
   auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
@@ -193,7 +204,11 @@ TEST_CASE("fused steps reuse their memory only when the caller let go of the pre
       INFO(arch << " dense_threshold " << dense);
       auto s = random_sae(arch, 40, 96, 6, g);
       auto x1 = at::randn({50, 40}, g), x2 = at::randn({50, 40}, g);
-      if (arch == "jumprelu") window_thresholds(s, x1, g);
+      if (arch == "jumprelu") {
+        x1 = grid_encoder(s, 50, g);
+        x2 = testing::grid_values({50, 40}, -3, 3, 0.25, g);
+        window_thresholds(s, x1, g);
+      }
       LossOptions o;
       o.l1_coef = arch == "topk" ? 0.0 : 0.01;
       o.dense_threshold = dense;
@@ -214,6 +229,16 @@ TEST_CASE("fused steps reuse their memory only when the caller let go of the pre
       CHECK(at::equal(f3.gW_enc, kept[0]));
       CHECK(at::equal(f3.gW_dec, kept[1]));
       compare_step(s, f3, autograd_forward_backward(s, x1, o));
+      // releasing the thread's workspace leaves held results intact, and the next step starts afresh
+      release_fused_cpu_workspace();
+      CHECK(at::equal(f3.gW_enc, kept[0]));
+      CHECK(at::equal(f3.gW_dec, kept[1]));
+      auto f4 = fused_forward_backward_cpu(s, x1, o);
+      CHECK(at::equal(f4.gW_enc, kept[0]));
+      CHECK(at::equal(f4.gW_dec, kept[1]));
+      CHECK(at::equal(f4.gb_enc, kept[2]));
+      CHECK(at::equal(f4.gb_dec, kept[3]));
+      CHECK(f4.gW_dec.data_ptr() != f3.gW_dec.data_ptr());
     }
 }
 
@@ -467,8 +492,8 @@ TEST_CASE("CUDA jumprelu step equals autograd, the threshold gradient included" 
   // Encoder inputs on coarse binary grids (x, b_dec: multiples of 1/4; W_enc: of 1/16, |w| <= 1/4; b_enc: of
   // 1/64), so that pre is exact in fp32 (and bf16) on both devices whatever the summation order: the threshold
   // windows then hold the same entries on both, and a rounding difference cannot move an entry across an edge.
-  auto grid = [&](std::vector<int64_t> shape, int64_t lo, int64_t hi, double step) {
-    return (at::randint(lo, hi + 1, shape, g, at::kLong).to(at::kFloat) * float(step)).contiguous();
+  auto grid = [&](at::IntArrayRef shape, int64_t lo, int64_t hi, double step) {
+    return testing::grid_values(shape, lo, hi, step, g);
   };
   for (bool apply : {false, true}) {
     INFO("apply_b_dec_to_input " << apply);

@@ -42,4 +42,9 @@ inline std::string temp_dir(const std::string& tag, const std::string& name, boo
   if (create) make_dirs(p);
   return p;
 }
+// step * k for random integers k in [lo, hi], fp32: operands whose products and sums are exact in fp32 (and, kept
+// small, in bf16) whatever the summation order, so that two implementations see bit-identical pre-activations.
+inline at::Tensor grid_values(at::IntArrayRef shape, int64_t lo, int64_t hi, double step, at::Generator& g) {
+  return (at::randint(lo, hi + 1, shape, g, at::kLong).to(at::kFloat) * float(step)).contiguous();
+}
 }  // namespace qsae::testing
