@@ -7,7 +7,7 @@
 //  fp32 master weights: tokens/s and the fraction of the bf16 matmul floor (the step's GEMMs timed alone:
 //  5 for relu and jumprelu, 3 for topk) reached.
 // Usage: qsae_bench_sae [--device cpu|cuda] [--out FILE.json] [--quick] [--only TYPE:EXPANSION]
-//                       [--cpu-kernel auto|generic]
+//                       [--cpu-kernel auto|generic] [--density-sweep]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -77,18 +77,65 @@ struct Trainer {
 
 int main(int argc, char** argv) {
   std::string device = "cpu", out, only;
-  bool quick = false;
+  bool quick = false, density_sweep = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
     else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];  // e.g. topk:0.5
     else if (!std::strcmp(argv[i], "--cpu-kernel") && i + 1 < argc) set_cpu_kernel(argv[++i]);  // auto | generic
+    else if (!std::strcmp(argv[i], "--density-sweep")) density_sweep = true;
   }
   init_runtime();
   auto info = runtime_info();
   json results = json::array();
-  if (device == "cpu") {
+  if (device == "cpu" && density_sweep) {
+    // Where the fused relu/jumprelu step should switch from its sparse kernels to dense GEMMs
+    // (LossOptions::dense_threshold): one forward/backward (no Adam, so the density stays put) at a given fraction
+    // of active latents, each latent's bias set so that exactly that fraction of the batch fires; dense and sparse
+    // paths alternate in pairs, median times.
+    const int64_t d = 512, B = quick ? 1024 : 4096;
+    auto x = at::randn({B, d}, at::make_generator<at::CPUGeneratorImpl>(2));
+    std::printf("qsae bench_sae --density-sweep (CPU, %d threads, %s, kernels %s): relu, d_in %lld, batch %lld\n",
+                info.threads, info.blas.c_str(), cpu_kernel().c_str(), (long long)d, (long long)B);
+    std::printf("%-9s %-9s %-8s %10s %10s %8s\n", "type", "expansion", "density", "dense ms", "sparse ms",
+                "dense/sparse");
+    for (std::string arch : {"relu", "jumprelu"})
+      for (double e : {2.0, 8.0})
+      for (double density : {0.02, 0.05, 0.1, 0.15, 0.2, 0.35, 0.5}) {
+        const int64_t S = int64_t(e * d);
+        Sae s = init_sae(arch, d, S, 0, at::make_generator<at::CPUGeneratorImpl>(1));
+        c10::NoGradGuard ng;
+        const int64_t fire = std::max<int64_t>(1, int64_t(density * B));
+        // relu: b_enc[j] = -(the fire-th largest x . W_enc[:, j]); jumprelu: that value as the threshold, no bias.
+        // Either way `fire` rows are active.
+        auto kth = std::get<0>(x.mm(s.W_enc).kthvalue(B - fire, 0)).contiguous();
+        if (arch == "relu") s.b_enc = (-kth).contiguous();
+        else s.b_enc.zero_(), s.threshold = kth;
+        LossOptions dense, sparse;
+        dense.l1_coef = sparse.l1_coef = 5e-4;
+        dense.dense_threshold = 0.0;
+        sparse.dense_threshold = 2.0;
+        (void)fused_forward_backward_cpu(s, x, dense), (void)fused_forward_backward_cpu(s, x, sparse);
+        std::vector<double> td, ts;
+        const auto t_start = clk::now();
+        auto secs = [](clk::time_point t0) { return std::chrono::duration<double>(clk::now() - t0).count(); };
+        while (td.size() < 3 || (secs(t_start) < (quick ? 1.0 : 4.0) && td.size() < 100)) {
+          auto t0 = clk::now();
+          (void)fused_forward_backward_cpu(s, x, dense);
+          td.push_back(secs(t0));
+          t0 = clk::now();
+          (void)fused_forward_backward_cpu(s, x, sparse);
+          ts.push_back(secs(t0));
+        }
+        const double md = quantile(td, 0.5), ms = quantile(ts, 0.5);
+        std::printf("%-9s %-9g %-8g %10.2f %10.2f %8.2fx\n", arch.c_str(), e, density, md * 1e3, ms * 1e3, md / ms);
+        std::fflush(stdout);
+        results.push_back({{"device", "cpu"}, {"sweep", "density"}, {"type", arch}, {"d_in", d}, {"d_sae", S},
+                           {"batch", B}, {"density", density}, {"dense_ms", md * 1e3}, {"sparse_ms", ms * 1e3},
+                           {"threads", info.threads}, {"cpu_kernel", cpu_kernel()}});
+      }
+  } else if (device == "cpu") {
     const int64_t d = 512, B = quick ? 1024 : 4096;
     std::printf("qsae bench_sae (CPU, %d threads, %s): d_in %lld, batch %lld\n", info.threads, info.blas.c_str(),
                 (long long)d, (long long)B);

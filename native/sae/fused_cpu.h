@@ -4,8 +4,8 @@
 //   batch-wide k*N-th value; jumprelu: pre > threshold) into a sparse row list. Decoder and backward then
 //   touch only active latents (gather of decoder rows, per-latent accumulation of dW_dec and dW_enc), so for
 //   the top-k family only the encoder matmul is dense. relu and jumprelu switch to dense matmuls when their
-//   activations are dense (> 5%). The top-k family at very high density (> 40%) keeps the sparse decoder and
-//   dL/df but computes the two weight gradients as dense GEMMs (not while aux-k is live).
+//   activations are dense (> 15%, dense_threshold). The top-k family at very high density (> 40%) keeps the
+//   sparse decoder and dL/df but computes the two weight gradients as dense GEMMs (not while aux-k is live).
 //   The inner loops have an AVX2/FMA variant (sae/kernels.h), used when the processor has it.
 //   jumprelu's threshold gradient (the straight-through pseudo-derivatives of sae.h) needs dL/df only at the
 //   entries within ε/2 of the threshold: the sparse path computes those few dot products, the dense path reads
@@ -27,7 +27,10 @@ struct LossOptions {
   double aux_coef = 0;         // topk family: aux-k loss weight
   int64_t aux_k = 0;
   at::Tensor dead_mask;        // [d_sae] bool: latents counted as dead (aux-k)
-  double dense_threshold = 0.05;  // relu, jumprelu: dense matmuls above this activation density
+  // relu, jumprelu: dense matmuls above this activation density, sparse kernels below. `qsae_bench_sae
+  // --density-sweep` (two Zen 5 cores, d_in 512, d_sae 1024 and 4096, batch 4096) put the crossover near 20% for
+  // both; at 15% the sparse path is 1.2-1.4x faster, at 5% 2.2-2.6x, at 50% 0.5x.
+  double dense_threshold = 0.15;
   // top-k family: weight gradients as dense GEMMs above this density (k / d_sae), else per-latent sums. One
   // Zen 5 core, d_in 512, d_sae 256, batch 4096: per-latent 22 / 29 / 41 / 57 ms at 6 / 12 / 25 / 38%, dense 42 /
   // 46 / 53 / 61 ms.
