@@ -11,6 +11,8 @@
 #include <mutex>
 #include <thread>
 
+#include "common/error.h"
+
 namespace qsae {
 
 namespace {
@@ -54,6 +56,12 @@ bool cpu_has_avx2_fma() {
 #else
   return false;
 #endif
+}
+
+void CpuKernelChoice::set(const std::string& which) {
+  if (which == "auto" || which == "avx2") generic_ = false;
+  else if (which == "generic") generic_ = true;
+  else fail_type(module_, " cpu kernel: unknown '", which, "' (expected auto or generic)");
 }
 
 RuntimeInfo runtime_info() {

@@ -1,5 +1,6 @@
 // Process-wide runtime facts and settings: threads, BLAS in use, devices, versions.
 #pragma once
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,20 @@ RuntimeInfo runtime_info();
 
 // CPU feature detection for runtime dispatch of hand-written kernels.
 bool cpu_has_avx2_fma();
+
+// A module's choice between its AVX2/FMA loops and its portable ones (quant, sae): "auto" takes AVX2 where the
+// processor has it, "generic" forces the portable loops (tests and comparisons). Thread-safe.
+class CpuKernelChoice {
+ public:
+  explicit CpuKernelChoice(const char* module) : module_(module) {}
+  bool avx2() const { return !generic_.load() && cpu_has_avx2_fma(); }
+  void set(const std::string& which);  // "auto" (or "avx2") | "generic"; else a TypeError naming the module
+  std::string name() const { return avx2() ? "avx2" : "generic"; }
+
+ private:
+  const char* module_;
+  std::atomic<bool> generic_{false};
+};
 
 #ifdef QSAE_HAVE_CUDA
 std::vector<CudaDeviceInfo> cuda_device_info();

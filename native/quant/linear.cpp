@@ -18,9 +18,9 @@ namespace qsae::quant {
 
 namespace {
 
-std::atomic<bool> g_force_generic{false};
+CpuKernelChoice g_kernels("quant");
 
-bool use_avx2() { return !g_force_generic.load() && cpu_has_avx2_fma(); }
+bool use_avx2() { return g_kernels.avx2(); }
 
 kern::Q4View view_of(const Quant4& w, const at::Tensor& packed, const at::Tensor& absmax) {
   kern::Q4View v;
@@ -56,12 +56,8 @@ int64_t tile_rows(int64_t N, int64_t K) {
 
 }  // namespace
 
-void set_cpu_kernel(const std::string& which) {
-  if (which == "auto" || which == "avx2") g_force_generic = false;
-  else if (which == "generic") g_force_generic = true;
-  else fail_type("quant cpu kernel: unknown '", which, "' (expected auto or generic)");
-}
-std::string cpu_kernel() { return use_avx2() ? "avx2" : "generic"; }
+void set_cpu_kernel(const std::string& which) { g_kernels.set(which); }
+std::string cpu_kernel() { return g_kernels.name(); }
 
 at::Tensor linear_4bit(const at::Tensor& x, const Quant4& w, const at::Tensor& bias, at::ScalarType compute) {
   QSAE_CHECK_RANGE(w.shape.size() == 2, "linear_4bit: the weight must be 2-D [out, in], got ", shape_str(w.shape));

@@ -20,9 +20,9 @@ namespace qsae::sae {
 
 namespace {
 
-std::atomic<bool> g_force_generic{false};
+CpuKernelChoice g_kernels("sae");
 
-bool use_avx2() { return !g_force_generic.load() && cpu_has_avx2_fma(); }
+bool use_avx2() { return g_kernels.avx2(); }
 
 void gather_axpy(const float* rows, int64_t ld, const int32_t* idx, const float* a, int64_t cnt, const float* base,
                  float* out, int64_t n) {
@@ -666,12 +666,8 @@ void adam_step_fused_cpu(at::Tensor& p, const at::Tensor& g_in, at::Tensor& m, a
   });
 }
 
-void set_cpu_kernel(const std::string& which) {
-  if (which == "auto" || which == "avx2") g_force_generic = false;
-  else if (which == "generic") g_force_generic = true;
-  else QSAE_CHECK(false, "sae cpu kernel: unknown '", which, "' (expected auto or generic)");
-}
-std::string cpu_kernel() { return use_avx2() ? "avx2" : "generic"; }
+void set_cpu_kernel(const std::string& which) { g_kernels.set(which); }
+std::string cpu_kernel() { return g_kernels.name(); }
 
 void normalize_decoder_rows_cpu(at::Tensor& W_dec) {
   QSAE_CHECK(W_dec.dim() == 2 && W_dec.is_contiguous() && W_dec.scalar_type() == at::kFloat && !W_dec.is_cuda(),
