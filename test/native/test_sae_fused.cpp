@@ -77,6 +77,37 @@ Sae random_sae(const std::string& arch, int64_t d, int64_t S, int64_t k, at::Gen
   return s;
 }
 
+// How far the step's selections are from being decided by rounding: the fused path computes pre as mm, then the
+// bias; autograd as addmm, whose sums can differ in the last bits (d_in above one GEMM block). Returns the smallest
+// |pre| (relu: fires or not), gap between each row's k-th and (k+1)-th largest pre (topk), or gap at the batch's
+// (k n)-th largest relu(pre) (batchtopk), relative to max |pre|.
+double selection_margin(const Sae& s, const at::Tensor& x) {
+  c10::NoGradGuard ng;
+  auto pre = s.pre_acts(x);
+  const double scale = pre.abs().max().item<double>() + 1e-30;
+  const int64_t n = pre.size(0), S = pre.size(1);
+  if (s.architecture == "relu") return pre.abs().min().item<double>() / scale;
+  if (s.architecture == "topk" && s.k < S) {
+    auto v = std::get<0>(pre.sort(1, true));
+    return (v.select(1, s.k - 1) - v.select(1, s.k)).min().item<double>() / scale;
+  }
+  if (s.architecture == "batchtopk" && s.k * n < n * S) {
+    auto v = std::get<0>(at::relu(pre).reshape({-1}).sort(0, true));
+    const double above = v[s.k * n - 1].item<double>(), below = v[s.k * n].item<double>();
+    return below == 0 ? 1.0 : (above - below) / scale;
+  }
+  return 1.0;
+}
+
+// x drawn by `draw` again (up to 50 times) until no selection lies within 1e-5 of max |pre| of flipping.
+template <class Draw>
+at::Tensor with_margin(const Sae& s, Draw draw) {
+  at::Tensor x = draw();
+  for (int i = 0; i < 50 && selection_margin(s, x) < 1e-5; ++i) x = draw();
+  REQUIRE(selection_margin(s, x) >= 1e-5);
+  return x;
+}
+
 // Encoder operands on binary grids (x and b_dec: multiples of 1/4; W_enc: of 1/16, |w| <= 1/4; b_enc: of 1/64), for
 // jumprelu: pre is then exact in fp32 whatever the summation order (d_in up to ~10^5), so that the fused path (mm,
 // then the bias) and autograd (addmm) see the same pre, and no entry crosses a threshold or a window edge by
@@ -117,7 +148,7 @@ TEST_CASE("fused relu step equals autograd (plain and norm-weighted L1, b_dec su
           auto s = random_sae("relu", sh.d, sh.s, 0, g);
           s.b_enc.add_(bias);
           s.apply_b_dec_to_input = apply;
-          auto x = at::randn({sh.n, sh.d}, g);
+          auto x = with_margin(s, [&] { return at::randn({sh.n, sh.d}, g); });
           LossOptions o;
           o.l1_coef = 0.01;
           o.l1_norm_weighted = weighted;
@@ -142,7 +173,7 @@ TEST_CASE("fused topk and batchtopk steps equal autograd, with the aux-k loss") 
         INFO("n " << sh.n << " d " << sh.d << " d_sae " << sh.s << " k " << sh.k);
         auto s = random_sae(arch, sh.d, sh.s, sh.k, g);
         s.apply_b_dec_to_input = aux;
-        auto x = at::randn({sh.n, sh.d}, g);
+        auto x = with_margin(s, [&] { return at::randn({sh.n, sh.d}, g); });
         LossOptions o;
         if (aux) {
           o.aux_coef = 1.0 / 32;
@@ -158,7 +189,7 @@ TEST_CASE("fused topk and batchtopk steps equal autograd, with the aux-k loss") 
   LossOptions o;
   o.l1_coef = 0.01;
   o.l1_norm_weighted = true;
-  auto x = at::randn({29, 20}, g);
+  auto x = with_margin(s, [&] { return at::randn({29, 20}, g); });
   compare(s, x, o, "topk, weighted L1");
   o.dense_wgrad_threshold = 0.0;
   compare(s, x, o, "topk dense weight gradients, weighted L1");
