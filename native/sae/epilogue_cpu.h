@@ -1,6 +1,6 @@
 // CPU references of the relu / batchtopk CUDA epilogues with fused column statistics (sae_kernels.h:
 // launch_relu_epilogue_stats, launch_relu_backward_stats), on raw fp32 row-major buffers. Same contracts; sums in
-// row order, in double. test/native/test_sae_fused.cpp compares the CUDA kernels against these where a GPU exists.
+// row order, in double. test/native/test_sae_cuda.cpp compares the CUDA kernels against these where a GPU exists.
 #pragma once
 #include <cstdint>
 

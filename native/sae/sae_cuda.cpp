@@ -73,7 +73,9 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
     qsae::sae::cuda::launch_topk_decode_backward(ga.data_ptr<float>(), av.data_ptr<float>(), ai.data_ptr<int64_t>(),
                                                  W_dec.data_ptr<float>(), gav.data_ptr<float>(), B, ka, D, st);
     gpre.scatter_add_(1, ai, gav.to(gpre.scalar_type()));
-    if (gb_enc) gb_enc->index_add_(0, ai.reshape({-1}), gav.reshape({-1}));
+    // dL/db_enc of the aux term: each row's indices are distinct, so a scatter and a column sum (no float atomics:
+    // index_add_ on CUDA would add colliding latents in a run-dependent order)
+    if (gb_enc) gb_enc->add_(at::zeros({B, S}, x.options()).scatter_(1, ai, gav).sum(0));
     fd = at::cat({f, at::zeros({B, S}, f.options()).scatter_(1, ai, av.to(f.scalar_type()))}, 0);
     gd = at::cat({g, ga}, 0);
   };
@@ -145,9 +147,9 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
     const at::Tensor f_c = f.to(cdt);
     x_hat = bf16 ? f_c.mm(Wd_c).to(at::kFloat).add_(b_dec) : at::addmm(b_dec, f, W_dec);
     g = (x_hat - x).contiguous();
-    r.mse = g.pow(2).mean().item<double>();
+    at::Tensor mse = g.pow(2).mean();
     g.mul_(2.0 / double(B * D));
-    r.l1 = (pre > thr).sum().item<double>() / B;  // the L0 penalty
+    at::Tensor l1 = (pre > thr).sum();  // the L0 penalty (times B)
     gpre = mm(g, Wd_c.t(), cdt).contiguous();
     r.gthreshold = at::empty({S}, x.options());
     at::Tensor scratch = at::empty({qsae::sae::cuda::jumprelu_backward_scratch(B, S)}, x.options());
@@ -157,7 +159,10 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
                                                        float(kJumpReluBandwidth), st);
     r.gW_dec = mm(f_c.t(), g, cdt);
     r.fired = (f > 0).sum(0).to(at::kLong);
-    r.l0 = (f != 0).sum().item<double>() / B;
+    auto scalars = at::stack({mse.to(at::kDouble), l1.to(at::kDouble), (f != 0).sum().to(at::kDouble)}).cpu();
+    r.mse = scalars[0].item<double>();
+    r.l1 = scalars[1].item<double>() / B;
+    r.l0 = scalars[2].item<double>() / B;
   } else {
     // topk: bias epilogue, torch's top-k selection, sparse gather decoder
     at::Tensor pre = xin_c.mm(We_c).to(at::kFloat).contiguous();
@@ -169,10 +174,10 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
     qsae::sae::cuda::launch_topk_decode(vals.data_ptr<float>(), idx.data_ptr<int64_t>(), W_dec.data_ptr<float>(),
                                         b_dec.data_ptr<float>(), x_hat.data_ptr<float>(), B, K, D, st);
     g = (x_hat - x).contiguous();
-    r.mse = g.pow(2).mean().item<double>();
+    at::Tensor mse = g.pow(2).mean();
     g.mul_(2.0 / double(B * D));
-    at::Tensor w_at = o.l1_norm_weighted ? wnorm.index_select(0, idx.reshape({-1})).reshape({B, K}) : at::ones_like(vals);
-    r.l1 = (vals * w_at).sum().item<double>() / B;
+    at::Tensor w_at = weighted ? wnorm.index_select(0, idx.reshape({-1})).reshape({B, K}) : at::ones_like(vals);
+    at::Tensor l1 = (vals * w_at).sum();
     at::Tensor gvals = at::empty({B, K}, x.options());
     qsae::sae::cuda::launch_topk_decode_backward(g.data_ptr<float>(), vals.data_ptr<float>(), idx.data_ptr<int64_t>(),
                                                  W_dec.data_ptr<float>(), gvals.data_ptr<float>(), B, K, D, st);
@@ -182,7 +187,10 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
     add_aux(pre, x_hat, f, g, gpre, fd, gd, nullptr);
     r.gW_dec = mm(fd.t(), gd, cdt);
     r.fired = (f > 0).sum(0).to(at::kLong);
-    r.l0 = (vals > 0).sum().item<double>() / B;
+    auto scalars = at::stack({mse.to(at::kDouble), l1.to(at::kDouble), (vals > 0).sum().to(at::kDouble)}).cpu();
+    r.mse = scalars[0].item<double>();
+    r.l1 = scalars[1].item<double>() / B;
+    r.l0 = scalars[2].item<double>() / B;
   }
   if (weighted && l1c != 0)
     r.gW_dec.add_(W_dec * ((fcol.defined() ? fcol : f.sum(0)) / wnorm.clamp_min(1e-12) * float(l1c / B)).unsqueeze(1));
@@ -196,8 +204,11 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
 
 void adam_step_cuda(at::Tensor& p, const at::Tensor& g_in, at::Tensor& m, at::Tensor& v, int64_t step, double lr,
                     double beta1, double beta2, double eps) {
-  QSAE_CHECK(p.is_cuda() && p.is_contiguous() && m.is_contiguous() && v.is_contiguous() && p.scalar_type() == at::kFloat,
-             "adam (CUDA): parameters and moments must be contiguous fp32 CUDA tensors");
+  auto ok = [&](const at::Tensor& t) {
+    return t.is_cuda() && t.is_contiguous() && t.scalar_type() == at::kFloat && t.device() == p.device() &&
+           t.numel() == p.numel();
+  };
+  QSAE_CHECK(ok(p) && ok(m) && ok(v), "adam (CUDA): parameters and moments must be contiguous fp32 tensors on one CUDA device");
   c10::cuda::CUDAGuard guard(p.device());
   at::Tensor g = g_in.to(p.device(), at::kFloat).contiguous();
   const double bc1 = 1 - std::pow(beta1, double(step)), bc2 = 1 - std::pow(beta2, double(step));

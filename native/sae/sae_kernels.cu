@@ -3,12 +3,20 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "sae/sae_kernels.h"
 
 namespace qsae::sae::cuda {
 
 namespace {
+
+// Launch errors (bad configuration, too much shared memory, ...) surface here, not in a later torch op.
+void check_cuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string("qsae CUDA ") + what + ": " + cudaGetErrorString(e));
+}
+void check_launch(const char* kernel) { check_cuda(cudaGetLastError(), kernel); }
 
 inline int blocks_for(int64_t n, int threads, int cap = 65535 * 8) {
   int64_t b = (n + threads - 1) / threads;
@@ -178,26 +186,31 @@ int64_t row_chunks(int64_t B, int64_t S) {
   return c < 1 ? 1 : (c > 65535 ? 65535 : c);
 }
 
-// One block per row; the K (index, value) pairs staged in shared memory; threads stride over D.
+// One block per row; the (index, value) pairs staged in shared memory kDecodeTile at a time; threads stride over D.
+constexpr int kDecodeTile = 1024;
 __global__ void topk_decode_kernel(const float* __restrict__ vals, const int64_t* __restrict__ idx,
                                    const float* __restrict__ W_dec, const float* __restrict__ b_dec,
                                    float* __restrict__ x_hat, int64_t K, int64_t D) {
-  extern __shared__ unsigned char smem[];
-  int64_t* sidx = reinterpret_cast<int64_t*>(smem);
-  float* sval = reinterpret_cast<float*>(sidx + K);
+  __shared__ int64_t sidx[kDecodeTile];
+  __shared__ float sval[kDecodeTile];
   const int64_t b = blockIdx.x;
-  for (int64_t t = threadIdx.x; t < K; t += blockDim.x) {
-    sidx[t] = idx[b * K + t];
-    sval[t] = vals[b * K + t];
-  }
-  __syncthreads();
-  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
-    float acc = b_dec ? b_dec[i] : 0.f;
-    for (int64_t t = 0; t < K; ++t) {
-      float v = sval[t];
-      if (v != 0.f) acc += v * W_dec[sidx[t] * D + i];
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) x_hat[b * D + i] = b_dec ? b_dec[i] : 0.f;
+  for (int64_t t0 = 0; t0 < K; t0 += kDecodeTile) {
+    const int64_t n = K - t0 < kDecodeTile ? K - t0 : kDecodeTile;
+    __syncthreads();  // every thread is done with the previous tile
+    for (int64_t t = threadIdx.x; t < n; t += blockDim.x) {
+      sidx[t] = idx[b * K + t0 + t];
+      sval[t] = vals[b * K + t0 + t];
     }
-    x_hat[b * D + i] = acc;
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+      float acc = x_hat[b * D + i];
+      for (int64_t t = 0; t < n; ++t) {
+        const float v = sval[t];
+        if (v != 0.f) acc += v * W_dec[sidx[t] * D + i];
+      }
+      x_hat[b * D + i] = acc;
+    }
   }
 }
 
@@ -238,6 +251,7 @@ void launch_encoder_epilogue(float* pre, const float* b_enc, int64_t B, int64_t 
   const int64_t n = B * S;
   if (n == 0) return;
   encoder_epilogue_kernel<<<blocks_for(n, 256), 256, 0, s>>>(pre, b_enc, n, S, act, thr);
+  check_launch("encoder_epilogue_kernel");
 }
 
 void launch_encoder_backward_epilogue(float* gf, const float* f, const float* w, float l1_over_n, int64_t B, int64_t S,
@@ -245,6 +259,7 @@ void launch_encoder_backward_epilogue(float* gf, const float* f, const float* w,
   const int64_t n = B * S;
   if (n == 0) return;
   encoder_backward_epilogue_kernel<<<blocks_for(n, 256), 256, 0, s>>>(gf, f, w, l1_over_n, n, S);
+  check_launch("encoder_backward_epilogue_kernel");
 }
 
 void launch_jumprelu_epilogue(float* pre, const float* b_enc, const float* thr, float* f, int64_t B, int64_t S,
@@ -252,6 +267,7 @@ void launch_jumprelu_epilogue(float* pre, const float* b_enc, const float* thr, 
   const int64_t n = B * S;
   if (n == 0) return;
   jumprelu_epilogue_kernel<<<blocks_for(n, 256), 256, 0, s>>>(pre, b_enc, thr, f, n, S);
+  check_launch("jumprelu_epilogue_kernel");
 }
 
 int64_t jumprelu_backward_scratch(int64_t B, int64_t S) { return row_chunks(B, S) * S; }
@@ -265,10 +281,12 @@ void launch_jumprelu_backward_epilogue(float* gf, const float* pre, const float*
     dim3 grid(unsigned((S + 31) / 32), unsigned(chunks)), block(32, kColRows);
     jumprelu_backward_kernel<<<grid, block, 0, s>>>(gf, pre, thr, scratch, B, S, rows_per_chunk, l1_over_n,
                                                     bandwidth / 2);
+    check_launch("jumprelu_backward_kernel");
   } else {
-    cudaMemsetAsync(scratch, 0, size_t(chunks * S) * sizeof(float), s);
+    check_cuda(cudaMemsetAsync(scratch, 0, size_t(chunks * S) * sizeof(float), s), "cudaMemsetAsync");
   }
   column_sum_kernel<<<blocks_for(S, 256), 256, 0, s>>>(scratch, gthr, chunks, S, bandwidth);
+  check_launch("column_sum_kernel");
 }
 
 namespace {
@@ -280,10 +298,12 @@ void relu_epilogue_stats(T* pre, const float* b_enc, int64_t B, int64_t S, int a
   if (B > 0) {
     dim3 grid(unsigned((S + 31) / 32), unsigned(chunks)), block(32, kColRows);
     relu_epilogue_stats_kernel<T><<<grid, block, 0, s>>>(pre, b_enc, scratch, B, S, (B + chunks - 1) / chunks, act, thr);
+    check_launch("relu_epilogue_stats_kernel");
   } else {
-    cudaMemsetAsync(scratch, 0, size_t(2 * chunks * S) * sizeof(float), s);
+    check_cuda(cudaMemsetAsync(scratch, 0, size_t(2 * chunks * S) * sizeof(float), s), "cudaMemsetAsync");
   }
   relu_stats_sum_kernel<<<blocks_for(S, 256), 256, 0, s>>>(scratch, chunks, S, fired, fsum);
+  check_launch("relu_stats_sum_kernel");
 }
 
 template <typename T>
@@ -294,10 +314,12 @@ void relu_backward_stats(T* gf, const T* f, const float* w, float l1_over_n, flo
   if (B > 0) {
     dim3 grid(unsigned((S + 31) / 32), unsigned(chunks)), block(32, kColRows);
     relu_backward_stats_kernel<T><<<grid, block, 0, s>>>(gf, f, w, l1_over_n, scratch, B, S, (B + chunks - 1) / chunks);
+    check_launch("relu_backward_stats_kernel");
   } else {
-    cudaMemsetAsync(scratch, 0, size_t(chunks * S) * sizeof(float), s);
+    check_cuda(cudaMemsetAsync(scratch, 0, size_t(chunks * S) * sizeof(float), s), "cudaMemsetAsync");
   }
   column_sum_kernel<<<blocks_for(S, 256), 256, 0, s>>>(scratch, gsum, chunks, S, 1.f);
+  check_launch("column_sum_kernel");
 }
 
 __nv_bfloat16* as_bf16(uint16_t* p) { return reinterpret_cast<__nv_bfloat16*>(p); }
@@ -326,8 +348,8 @@ void launch_relu_backward_stats(uint16_t* gf, const uint16_t* f, const float* w,
 void launch_topk_decode(const float* vals, const int64_t* idx, const float* W_dec, const float* b_dec, float* x_hat,
                         int64_t B, int64_t K, int64_t D, cudaStream_t s) {
   if (B == 0) return;
-  size_t smem = size_t(K) * (sizeof(int64_t) + sizeof(float));
-  topk_decode_kernel<<<unsigned(B), 256, smem, s>>>(vals, idx, W_dec, b_dec, x_hat, K, D);
+  topk_decode_kernel<<<unsigned(B), 256, 0, s>>>(vals, idx, W_dec, b_dec, x_hat, K, D);
+  check_launch("topk_decode_kernel");
 }
 
 void launch_topk_decode_backward(const float* g, const float* vals, const int64_t* idx, const float* W_dec,
@@ -337,12 +359,14 @@ void launch_topk_decode_backward(const float* g, const float* vals, const int64_
   const int threads = 256;  // 8 warps per block
   const int64_t blocks = (n * 32 + threads - 1) / threads;
   topk_decode_backward_kernel<<<unsigned(blocks), threads, 0, s>>>(g, vals, idx, W_dec, gvals, n, K, D);
+  check_launch("topk_decode_backward_kernel");
 }
 
 void launch_adam_step(float* p, const float* g, float* m, float* v, int64_t n, float step_size, float inv_sqrt_bc2,
                       float b1, float b2, float eps, cudaStream_t s) {
   if (n == 0) return;
   adam_kernel<<<blocks_for(n, 256), 256, 0, s>>>(p, g, m, v, n, step_size, inv_sqrt_bc2, b1, b2, eps);
+  check_launch("adam_kernel");
 }
 
 }  // namespace qsae::sae::cuda

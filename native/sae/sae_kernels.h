@@ -1,7 +1,8 @@
 // Launchers of the SAE CUDA kernels (sae_kernels.cu): raw pointers and a cudaStream_t, no torch headers.
-// All tensors are row-major fp32. The CPU reference of each is the fused/autograd path in fused_cpu.cpp, and
-// for the jumprelu epilogues jumprelu_epilogue_cpu / jumprelu_backward_epilogue_cpu there (compared in
-// test/native/test_sae_fused.cpp when a GPU is present).
+// Row-major buffers, fp32 unless an overload takes bf16 (as uint16_t bits). CPU references: the fused/autograd path
+// in fused_cpu.cpp, jumprelu_epilogue_cpu / jumprelu_backward_epilogue_cpu there (compared in
+// test/native/test_sae_fused.cpp), and epilogue_cpu.h for the relu / batchtopk epilogues with column statistics
+// (compared in test/native/test_sae_cuda.cpp), all where a GPU is present. Launch errors throw std::runtime_error.
 #pragma once
 #include <cstdint>
 

@@ -10,6 +10,10 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
 endif()
 set_source_files_properties(native/sae/kernels_generic.cpp PROPERTIES COMPILE_OPTIONS "-fno-math-errno"
                             SKIP_PRECOMPILE_HEADERS ON)
+# The CPU references of the CUDA epilogues are compared bit for bit: no fused multiply-adds (GCC contracts by default
+# on aarch64 hosts such as GH200). No torch headers.
+set_source_files_properties(native/sae/epilogue_cpu.cpp PROPERTIES COMPILE_OPTIONS "-ffp-contract=off"
+                            SKIP_PRECOMPILE_HEADERS ON)
 set(QSAE_SAE_CUDA_SOURCES native/sae/sae_kernels.cu)
 set(QSAE_SAE_CUDA_GLUE native/sae/sae_cuda.cpp)
 set(QSAE_SAE_BINDINGS native/addon/sae_binding.cpp)

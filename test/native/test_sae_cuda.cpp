@@ -1,8 +1,9 @@
 // The relu / batchtopk epilogues with fused column statistics: their CPU references against plain ATen (always),
 // the CUDA kernels against those references in fp32 and bf16, and the CUDA relu step on the bf16 tensor-core path
-// against autograd (where a GPU exists).
+// against autograd, the topk / batchtopk steps (aux-k included) against the fused CPU step (where a GPU exists).
 #include "testing.h"
 
+#include <cmath>
 #include <random>
 #include <utility>
 #include <vector>
@@ -36,8 +37,9 @@ double rel_l2(const at::Tensor& a, const at::Tensor& b) {
   auto ad = a.cpu().to(at::kDouble), bd = b.cpu().to(at::kDouble);
   return (ad - bd).norm().item<double>() / std::max(bd.norm().item<double>(), 1e-30);
 }
-// S not a multiple of 32, and enough rows for several row chunks in the CUDA kernels
-const std::pair<int64_t, int64_t> kShapes[] = {{300, 203}, {1000, 64}, {5, 1000}};
+// S not a multiple of 32 (and below 32), fewer rows than a block's row lanes, and enough rows for several row
+// chunks in the CUDA kernels
+const std::pair<int64_t, int64_t> kShapes[] = {{300, 203}, {1000, 64}, {5, 1000}, {2, 33}, {9, 31}};
 }  // namespace
 
 TEST_CASE("relu epilogue references equal plain ATen") {
@@ -98,11 +100,13 @@ TEST_CASE("CUDA relu epilogues equal their CPU reference, fp32 and bf16" * docte
         relu_epilogue_stats_cpu(f_c.data_ptr<float>(), b_enc.data_ptr<float>(), B, S, act, thr,
                                 fired_c.data_ptr<int64_t>(), fsum_c.data_ptr<float>());
         auto gpre_c = gf.clone();
-        relu_backward_stats_cpu(gpre_c.data_ptr<float>(), f_c.data_ptr<float>(), w.data_ptr<float>(), l1_over_n,
-                                gsum_c.data_ptr<float>(), B, S);
+        // act 1 with the norm weights, act 2 without (w == nullptr)
+        relu_backward_stats_cpu(gpre_c.data_ptr<float>(), f_c.data_ptr<float>(), act == 1 ? w.data_ptr<float>() : nullptr,
+                                l1_over_n, gsum_c.data_ptr<float>(), B, S);
         // CUDA
         auto f_d = pre.to(dev, dt).contiguous(), gpre_d = gf.to(dev, dt).contiguous();
         auto b_d = b_enc.to(dev), w_d = w.to(dev);
+        const float* wp = act == 1 ? w_d.data_ptr<float>() : nullptr;
         auto fired_d = at::empty({S}, b_d.options().dtype(at::kLong)), fsum_d = at::empty({S}, b_d.options());
         auto gsum_d = at::empty({S}, b_d.options());
         auto scratch = at::empty({qsae::sae::cuda::relu_stats_scratch(B, S)}, b_d.options());
@@ -110,15 +114,14 @@ TEST_CASE("CUDA relu epilogues equal their CPU reference, fp32 and bf16" * docte
           qsae::sae::cuda::launch_relu_epilogue_stats(f_d.data_ptr<float>(), b_d.data_ptr<float>(), B, S, act, thr,
                                                       fired_d.data_ptr<int64_t>(), fsum_d.data_ptr<float>(),
                                                       scratch.data_ptr<float>(), st);
-          qsae::sae::cuda::launch_relu_backward_stats(gpre_d.data_ptr<float>(), f_d.data_ptr<float>(),
-                                                      w_d.data_ptr<float>(), l1_over_n, gsum_d.data_ptr<float>(),
-                                                      scratch.data_ptr<float>(), B, S, st);
+          qsae::sae::cuda::launch_relu_backward_stats(gpre_d.data_ptr<float>(), f_d.data_ptr<float>(), wp, l1_over_n,
+                                                      gsum_d.data_ptr<float>(), scratch.data_ptr<float>(), B, S, st);
         } else {
           qsae::sae::cuda::launch_relu_epilogue_stats(bits(f_d), b_d.data_ptr<float>(), B, S, act, thr,
                                                       fired_d.data_ptr<int64_t>(), fsum_d.data_ptr<float>(),
                                                       scratch.data_ptr<float>(), st);
-          qsae::sae::cuda::launch_relu_backward_stats(bits(gpre_d), bits(f_d), w_d.data_ptr<float>(), l1_over_n,
-                                                      gsum_d.data_ptr<float>(), scratch.data_ptr<float>(), B, S, st);
+          qsae::sae::cuda::launch_relu_backward_stats(bits(gpre_d), bits(f_d), wp, l1_over_n, gsum_d.data_ptr<float>(),
+                                                      scratch.data_ptr<float>(), B, S, st);
         }
         CHECK(at::equal(f_d.cpu(), f_c.to(dt)));
         CHECK(at::equal(fired_d.cpu(), fired_c));
@@ -164,10 +167,11 @@ TEST_CASE("CUDA relu step on bf16 GEMMs agrees with autograd" * doctest::skip(!a
       CHECK(c.l0 == doctest::Approx(r.l0).epsilon(1e-6));
       CHECK(c.l1 == doctest::Approx(r.l1).epsilon(1e-5));
       CHECK(c.mse == doctest::Approx(r.mse).epsilon(3e-2));
-      CHECK(rel_l2(c.gW_enc, r.gW_enc) < 3e-2);
-      CHECK(rel_l2(c.gb_enc, r.gb_enc) < 3e-2);
-      CHECK(rel_l2(c.gW_dec, r.gW_dec) < 3e-2);
-      CHECK(rel_l2(c.gb_dec, r.gb_dec) < 3e-2);
+      // bf16 rounding of the decoder side gives up to ~4e-3 (simulated); dropping the L1 norm weighting ~2%
+      CHECK(rel_l2(c.gW_enc, r.gW_enc) < 1e-2);
+      CHECK(rel_l2(c.gb_enc, r.gb_enc) < 1e-2);
+      CHECK(rel_l2(c.gW_dec, r.gW_dec) < 1e-2);
+      CHECK(rel_l2(c.gb_dec, r.gb_dec) < 1e-2);
       // and the fp32 path of the same step to fp32 rounding
       auto c32 = cuda_forward_backward(sc, x.cuda(), o, false);
       CHECK(at::equal(c32.fired.cpu(), r.fired));
@@ -176,5 +180,59 @@ TEST_CASE("CUDA relu step on bf16 GEMMs agrees with autograd" * doctest::skip(!a
       CHECK(rel_max(c32.gb_enc, r.gb_enc) < 1e-3);
       CHECK(rel_max(c32.gW_dec, r.gW_dec) < 1e-3);
       CHECK(rel_max(c32.gb_dec, r.gb_dec) < 1e-3);
+    }
+}
+
+TEST_CASE("CUDA topk and batchtopk steps on bf16 GEMMs agree with the fused CPU step, aux-k included" *
+          doctest::skip(!at::hasCUDA())) {
+  if (!at::hasCUDA() || !sae_cuda_kernels_built()) {
+    MESSAGE("skipped: no CUDA device or qsae built without CUDA kernels");
+    return;
+  }
+  auto g = seeded();
+  auto grid = [&](at::IntArrayRef shape, int64_t lo, int64_t hi, double step) {
+    return testing::grid_values(shape, lo, hi, step, g);
+  };
+  // Grid operands make the encoder GEMM exact in bf16 and fp32 alike; b_enc gets a distinct multiple of 2^-16 per
+  // latent, so no two latents of a row tie (pre + b_enc stays exact in fp32). Both paths then select the same
+  // entries: per row (topk, aux-k) and at the batch threshold, where both keep every entry >= the threshold.
+  // The reference is the fused CPU step, which follows those same selection rules.
+  const int64_t B = 160, d = 16, S = 96;
+  for (std::string arch : {"topk", "batchtopk"})
+    for (bool apply : {false, true}) {
+      INFO(arch << " apply_b_dec_to_input " << apply);
+      auto s = init_sae(arch, d, S, 6, g);
+      s.W_enc = grid({d, S}, -4, 4, 1.0 / 16);
+      s.b_enc = grid({S}, -8, 8, 1.0 / 64) + at::arange(S, at::kFloat) * float(std::ldexp(1.0, -16));
+      s.b_dec = grid({d}, -1, 1, 0.25);
+      s.W_dec.normal_(0, 0.3, g);
+      s.apply_b_dec_to_input = apply;
+      auto x = grid({B, d}, -2, 2, 0.25);
+      LossOptions o;
+      o.l1_coef = 0.01;
+      o.l1_norm_weighted = true;
+      o.aux_coef = 1.0 / 32;
+      o.aux_k = 8;
+      o.dead_mask = at::rand({S}, g) < 0.4;
+      auto r = fused_forward_backward_cpu(s, x, o);
+      auto sc = s.to(at::Device("cuda"), at::kFloat);
+      LossOptions oc = o;
+      oc.dead_mask = o.dead_mask.cuda();
+      for (bool bf16 : {true, false}) {
+        INFO("bf16 GEMMs " << bf16);
+        auto c = cuda_forward_backward(sc, x.cuda(), oc, bf16);
+        const double tol = bf16 ? 2e-2 : 1e-3;  // batchtopk's f is cast to bf16 for the decoder GEMMs
+        CHECK(at::equal(c.fired.cpu(), r.fired));
+        CHECK(r.fired.sum().item<int64_t>() > 0);
+        CHECK(c.l0 == doctest::Approx(r.l0).epsilon(1e-6));
+        CHECK(c.l1 == doctest::Approx(r.l1).epsilon(1e-4));
+        CHECK(r.aux > 0);
+        CHECK(c.aux == doctest::Approx(r.aux).epsilon(bf16 ? 3e-2 : tol));
+        CHECK(c.mse == doctest::Approx(r.mse).epsilon(bf16 ? 3e-2 : tol));
+        CHECK(rel_l2(c.gW_enc, r.gW_enc) < tol);
+        CHECK(rel_l2(c.gb_enc, r.gb_enc) < tol);
+        CHECK(rel_l2(c.gW_dec, r.gW_dec) < tol);
+        CHECK(rel_l2(c.gb_dec, r.gb_dec) < tol);
+      }
     }
 }

@@ -436,7 +436,7 @@ TEST_CASE("CUDA kernels equal the CPU reference" * doctest::skip(!at::hasCUDA())
     for (bool weighted : {false, true}) {
       INFO(arch << " weighted " << weighted);
       auto s = random_sae(arch, 64, 256, 8, g);
-      auto x = at::randn({100, 64}, g);
+      auto x = with_margin(s, [&] { return at::randn({100, 64}, g); });
       LossOptions o;
       o.l1_coef = arch == "relu" ? 0.01 : 0.0;
       o.l1_norm_weighted = weighted;
