@@ -1,11 +1,12 @@
 // qsae train: one SAE or a grid (expansions x L1 values) in one pass over an activation store.
-import cliProgress from "cli-progress";
+import { existsSync, statSync } from "node:fs";
 import type { CommandModule } from "yargs";
 
 import { InputError } from "../../src/errors.js";
-import { parseTrainProgress, trainSae, type SaeArchitecture } from "../../src/sae/index.js";
+import { parseTrainProgress, trainSae, type SaeArchitecture, type TrainSaeResult } from "../../src/sae/index.js";
 import { formatTable, printJson } from "../output.js";
 import { onInterrupt } from "../interrupt.js";
+import { progressBar } from "../progress.js";
 
 interface Args {
   acts: string;
@@ -37,6 +38,35 @@ function numberList(s: string, what: string): number[] {
     throw new InputError(`--${what}: expected a comma-separated list of non-negative numbers, got '${s}'`);
   }
   return v;
+}
+
+/** Where the trainer keeps its checkpoint (native/sae/trainer.cpp checkpoint_path: OUT without trailing '/'). */
+export function checkpointPath(out: string): string {
+  return `${out.replace(/(.)\/+$/, "$1")}.checkpoint.safetensors`;
+}
+
+/** The abort error to report after Ctrl-C: whether a checkpoint was written, and how to continue. */
+function interruptedError(out: string, since: number): Error {
+  const ckpt = checkpointPath(out);
+  let msg = "interrupted before the first step; nothing was saved";
+  if (existsSync(ckpt)) {
+    msg =
+      statSync(ckpt).mtimeMs >= since - 1000
+        ? `interrupted; checkpoint saved to ${ckpt} — rerun the same command with --resume to continue`
+        : `interrupted before the first step; the earlier checkpoint ${ckpt} is kept — rerun the same command with --resume to continue from it`;
+  }
+  return Object.assign(new Error(msg), { name: "AbortError" });
+}
+
+/** "<steps> steps, <tokens> tokens ..." with run totals, and this session's share when resumed. */
+export function summaryLine(r: TrainSaeResult & { sessionTokens?: number }): string {
+  const rate = `${r.seconds.toFixed(1)} s (${Math.round(r.tokensPerSecond)} tok/s)`;
+  if (!r.resumedFrom) return `${r.steps} steps, ${r.tokens} tokens in ${rate}`;
+  // Until the result carries sessionTokens, `tokens` is this session's: scale it to the run's steps.
+  const session = r.sessionTokens ?? r.tokens;
+  const sessionSteps = r.steps - r.resumedFrom;
+  const total = r.sessionTokens !== undefined ? r.tokens : sessionSteps > 0 ? Math.round((r.tokens * r.steps) / sessionSteps) : r.tokens;
+  return `${r.steps} steps, ${total} tokens; this session ${session} tokens in ${rate}, resumed at step ${r.resumedFrom}`;
 }
 
 export const trainCommand: CommandModule<object, Args> = {
@@ -72,18 +102,9 @@ export const trainCommand: CommandModule<object, Args> = {
       .strict(),
   handler: async (args) => {
     const intr = onInterrupt();
-    const tty = process.stderr.isTTY && !args.json;
-    const bar = tty
-      ? new cliProgress.SingleBar(
-          {
-            format: "train |{bar}| {percentage}% {value}/{total} tok | loss {loss} | L0 {l0} | dead {dead}% | {tps} tok/s | eta {eta_formatted}",
-            hideCursor: true,
-            stream: process.stderr,
-          },
-          cliProgress.Presets.shades_classic,
-        )
-      : undefined;
-    let started = false;
+    const since = Date.now();
+    // progress on stderr: a bar on a TTY, else a line at most every 5 s (and the last); none with --json
+    const bar = args.json ? undefined : progressBar("train", 0, "tok");
     try {
       const r = await trainSae({
         acts: args.acts,
@@ -107,34 +128,28 @@ export const trainCommand: CommandModule<object, Args> = {
         checkpointEvery: args["checkpoint-every"],
         device: args.device,
         signal: intr.signal,
-        onProgress: (p) => {
-          const t = parseTrainProgress(p);
-          if (!t) return;
-          const payload = {
-            loss: t.loss.toFixed(4),
-            l0: t.l0.toFixed(1),
-            dead: (100 * t.dead).toFixed(1),
-            tps: Math.round(t.tokensPerSecond).toString(),
-          };
-          if (bar) {
-            if (!started) bar.start(t.totalTokens, t.tokens, payload);
-            else bar.update(t.tokens, payload);
-            started = true;
-          } else if (!args.json) {
-            process.stderr.write(`train ${t.tokens}/${t.totalTokens} tok loss ${payload.loss} L0 ${payload.l0} dead ${payload.dead}% ${payload.tps} tok/s\n`);
-          }
-        },
+        onProgress: bar
+          ? (p) => {
+              const t = parseTrainProgress(p);
+              if (!t) return;
+              const msg = `loss ${t.loss.toFixed(4)}  L0 ${t.l0.toFixed(1)}  dead ${(100 * t.dead).toFixed(1)}%`;
+              // the native rate counts this session's tokens only (right after --resume too)
+              bar.update(t.tokens, msg, t.totalTokens, t.tokensPerSecond);
+            }
+          : undefined,
+      }).catch((e: unknown) => {
+        if (intr.signal.aborted && e instanceof Error && e.name === "AbortError") throw interruptedError(args.out, since);
+        throw e;
       });
       bar?.stop();
       if (args.json) {
         printJson(r);
         return;
       }
-      const rows = r.saes.map((s) => [s.name, s.dSae, s.l1, Number(s.mse.toFixed(5)), Number(s.l0.toFixed(2)), Number((100 * s.deadFraction).toFixed(1)), s.folder]);
-      process.stdout.write(`${formatTable(["sae", "d_sae", "l1", "mse", "l0", "dead %", "folder"], rows)}\n`);
-      process.stdout.write(
-        `${r.steps} steps, ${r.tokens} tokens in ${r.seconds.toFixed(1)} s (${Math.round(r.tokensPerSecond)} tok/s)${r.resumedFrom ? `, resumed at step ${r.resumedFrom}` : ""}\n`,
-      );
+      // mse, l0: the trainer's running averages over the last steps; l1 coef: the penalty's coefficient
+      const rows = r.saes.map((s) => [s.name, s.dSae, s.l1, Number(s.mse.toPrecision(5)), Number(s.l0.toFixed(2)), Number((100 * s.deadFraction).toFixed(1)), s.folder]);
+      process.stdout.write(`${formatTable(["sae", "d_sae", "l1 coef", "mse", "l0", "dead %", "folder"], rows)}\n`);
+      process.stdout.write(`${summaryLine(r)}\n`);
     } finally {
       bar?.stop();
       intr.release();
