@@ -1,5 +1,8 @@
 // qsae eval-sae SAE [--acts PATH] [--model DIR --prompts FILE]: reconstruction metrics of an SAE on
 // activations, and with a model the loss recovered when its reconstruction is spliced into the forward pass.
+import { readFileSync, statSync } from "node:fs";
+import { basename, join } from "node:path";
+
 import type { CommandModule } from "yargs";
 
 import { InputError } from "../../src/errors.js";
@@ -26,6 +29,72 @@ interface Args {
   limit?: number;
   "max-length"?: number;
   json?: boolean;
+}
+
+/** The hook and layer an SAE was trained on: cfg.json metadata.hook_name/layer, else SAELens's hook_name/hook_layer. */
+export function saeSite(saeDir: string): { hook?: string; layer?: number } {
+  let cfg: Record<string, unknown>;
+  try {
+    cfg = JSON.parse(readFileSync(join(saeDir, "cfg.json"), "utf8")) as Record<string, unknown>;
+  } catch {
+    return {}; // a missing or broken cfg.json is reported when the SAE loads
+  }
+  const meta = (cfg.metadata && typeof cfg.metadata === "object" ? cfg.metadata : {}) as Record<string, unknown>;
+  const hook = [meta.hook_name, cfg.hook_name].find((v): v is string => typeof v === "string");
+  const layer = [meta.layer, meta.hook_layer, cfg.hook_layer].find((v): v is number => typeof v === "number");
+  // SAELens hook names look like blocks.6.hook_resid_post: a store names the site resid_post
+  const short = hook?.match(/(resid_pre|resid_post|attn_out|mlp_out)$/)?.[1] ?? hook;
+  return { hook: short, layer };
+}
+
+/** hooks and layers listed by a store's manifest.json; undefined for a plain .safetensors file (or no manifest). */
+function storeSites(acts: string): { hooks: string[]; layers: number[] } | undefined {
+  let mf: string;
+  try {
+    mf = statSync(acts).isDirectory() ? join(acts, "manifest.json") : basename(acts) === "manifest.json" ? acts : "";
+  } catch {
+    return undefined;
+  }
+  if (!mf) return undefined;
+  try {
+    const m = JSON.parse(readFileSync(mf, "utf8")) as { hooks?: unknown; layers?: unknown };
+    const hooks = Array.isArray(m.hooks) ? m.hooks.filter((h): h is string => typeof h === "string") : [];
+    const layers = Array.isArray(m.layers) ? m.layers.filter((l): l is number => typeof l === "number") : [];
+    return { hooks, layers };
+  } catch {
+    return undefined; // the native reader reports a broken manifest with its path
+  }
+}
+
+/**
+ * --hook/--layer as given; where absent and the store holds several, the SAE's own (its cfg.json metadata).
+ * A store with only one needs neither (the native reader picks it).
+ */
+export function resolveSite(saeDir: string, acts: string, hook?: string, layer?: number): { hook?: string; layer?: number; fromSae: boolean } {
+  const store = storeSites(acts);
+  if (!store || (hook !== undefined || store.hooks.length <= 1) && (layer !== undefined || store.layers.length <= 1)) {
+    return { hook, layer, fromSae: false };
+  }
+  const sae = saeSite(saeDir);
+  const listing = store.hooks.flatMap((h) => store.layers.map((l) => `acts.${h}.${l}`)).join(", ");
+  let fromSae = false;
+  if (hook === undefined && store.hooks.length > 1) {
+    if (sae.hook === undefined) throw new InputError(`${acts}: the store holds several hooks and the SAE's cfg.json names none; choose one with --hook (${listing})`);
+    if (!store.hooks.includes(sae.hook)) {
+      throw new InputError(`${acts}: the SAE's cfg.json names hook '${sae.hook}', which the store does not hold; choose one with --hook (${listing})`);
+    }
+    hook = sae.hook;
+    fromSae = true;
+  }
+  if (layer === undefined && store.layers.length > 1) {
+    if (sae.layer === undefined) throw new InputError(`${acts}: the store holds several layers and the SAE's cfg.json names none; choose one with --layer (${listing})`);
+    if (!store.layers.includes(sae.layer)) {
+      throw new InputError(`${acts}: the SAE's cfg.json names layer ${sae.layer}, which the store does not hold; choose one with --layer (${listing})`);
+    }
+    layer = sae.layer;
+    fromSae = true;
+  }
+  return { hook: hook ?? store.hooks[0], layer: layer ?? store.layers[0], fromSae };
 }
 
 export const evalSaeCommand: CommandModule<object, Args> = {
@@ -61,8 +130,10 @@ export const evalSaeCommand: CommandModule<object, Args> = {
     try {
       let rec: SaeEval | undefined;
       let spl: SpliceEval | undefined;
+      let site: ReturnType<typeof resolveSite> | undefined;
       if (args.acts) {
-        rec = await evalSae(args.sae, args.acts, { hook: args.hook, layer: args.layer, batchSize: args["batch-size"], signal: intr.signal });
+        site = resolveSite(args.sae, args.acts, args.hook, args.layer);
+        rec = await evalSae(args.sae, args.acts, { hook: site.hook, layer: site.layer, batchSize: args["batch-size"], signal: intr.signal });
       }
       if (args.model && args.prompts) {
         let items = await readPromptItems(args.prompts);
@@ -102,6 +173,7 @@ export const evalSaeCommand: CommandModule<object, Args> = {
           ["tokens", String(rec.n_tokens)],
           ["d_in / d_sae", `${rec.d_in} / ${rec.d_sae}`],
         );
+        if (site?.fromSae) rows.push(["activations (the SAE's hook and layer)", `acts.${site.hook}.${site.layer}`]);
       }
       if (spl) {
         rows.push(
