@@ -23,6 +23,16 @@ std::string dirname_of(const std::string& p) {
   auto i = p.find_last_of('/');
   return i == std::string::npos ? "." : p.substr(0, i);
 }
+// The store dtype names of manifest.json (as src/model/activation-store.ts writes them).
+at::ScalarType store_dtype(const std::string& mpath, const std::string& name) {
+  if (name == "fp32") return at::kFloat;
+  if (name == "bf16") return at::kBFloat16;
+  if (name == "fp16") return at::kHalf;
+  fail(mpath, ": dtype: expected fp32, bf16 or fp16, got '", name, "'");
+}
+std::string store_dtype_name(at::ScalarType t) {
+  return t == at::kFloat ? "fp32" : t == at::kBFloat16 ? "bf16" : t == at::kHalf ? "fp16" : std::string(dtype_name(t));
+}
 }  // namespace
 
 std::shared_ptr<ActivationSource> ActivationSource::open(const std::string& path_in, const std::string& hook,
@@ -30,23 +40,51 @@ std::shared_ptr<ActivationSource> ActivationSource::open(const std::string& path
   auto src = std::shared_ptr<ActivationSource>(new ActivationSource());
   src->impl_ = std::make_shared<Impl>();
   src->path_ = path_in;
-  std::string folder;
+  std::string folder, mpath;
+  int64_t man_d = -1, man_n = -1;  // the manifest's d_model and n_tokens (a store only)
+  std::string man_dtype;
   if (is_directory(path_in)) {
     folder = path_in;
   } else if (ends_with(path_in, "manifest.json")) {
     folder = dirname_of(path_in);
   }
   if (!folder.empty()) {
-    std::string mpath = join_path(folder, "manifest.json");
+    mpath = join_path(folder, "manifest.json");
     if (!file_exists(mpath)) fail(path_in, ": not an activation store (no manifest.json)");
     src->manifest_ = read_json_file(mpath);
     const auto& m = src->manifest_;
+    if (!m.is_object()) fail(mpath, ": expected a JSON object");
     if (!m.contains("shards") || !m["shards"].is_array()) fail(mpath, ": missing \"shards\" array");
     if (m["shards"].empty()) fail(path_in, ": the activation store is empty (no shards)");
+    // The fields the reader checks the shards against (the TypeScript reader requires them too).
+    auto need = [&](const char* key, bool ok, const char* what) {
+      if (!m.contains(key)) fail(mpath, ": ", key, ": missing (", what, ")");
+      if (!ok) fail(mpath, ": ", key, ": expected ", what, ", got ", m[key].dump());
+    };
+    auto str_array = [&](const json& v) {
+      return v.is_array() && std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_string(); });
+    };
+    auto int_array = [&](const json& v) {
+      return v.is_array() &&
+             std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_number_integer() && e.get<int64_t>() >= 0; });
+    };
+    need("hooks", m.contains("hooks") && str_array(m["hooks"]), "an array of hook names");
+    need("layers", m.contains("layers") && int_array(m["layers"]), "an array of layer indices");
+    need("d_model", m.contains("d_model") && m["d_model"].is_number_integer() && m["d_model"].get<int64_t>() > 0,
+         "a positive integer");
+    need("dtype", m.contains("dtype") && m["dtype"].is_string(), "fp32, bf16 or fp16");
+    need("n_tokens", m.contains("n_tokens") && m["n_tokens"].is_number_integer() && m["n_tokens"].get<int64_t>() >= 0,
+         "a non-negative integer");
+    if (m["hooks"].empty() || m["layers"].empty())
+      fail(mpath, ": the manifest lists no ", m["hooks"].empty() ? "hooks" : "layers");
+    man_d = m["d_model"].get<int64_t>();
+    man_n = m["n_tokens"].get<int64_t>();
+    man_dtype = m["dtype"].get<std::string>();
+    store_dtype(mpath, man_dtype);  // a known name
     std::vector<std::string> hooks;
     std::vector<int64_t> layers;
-    if (m.contains("hooks")) for (const auto& h : m["hooks"]) hooks.push_back(h.get<std::string>());
-    if (m.contains("layers")) for (const auto& l : m["layers"]) layers.push_back(l.get<int64_t>());
+    for (const auto& h : m["hooks"]) hooks.push_back(h.get<std::string>());
+    for (const auto& l : m["layers"]) layers.push_back(l.get<int64_t>());
     std::string h = hook;
     int64_t L = layer;
     auto listing = [&] {
@@ -72,8 +110,17 @@ std::shared_ptr<ActivationSource> ActivationSource::open(const std::string& path
     src->name_ = "acts." + h + "." + std::to_string(L);
     int64_t row = 0;
     for (const auto& sj : m["shards"]) {
+      if (!sj.is_object() || !sj.contains("file") || !sj["file"].is_string())
+        fail(mpath, ": each shard needs a \"file\" name, got ", sj.dump());
+      const std::string file = sj["file"].get<std::string>();
+      // shards live in the store folder: no folders, "..", or absolute paths
+      if (file.empty() || file == "." || file == ".." || file.find('/') != std::string::npos)
+        fail(mpath, ": shard name \"", file, "\" must be a plain file name");
       Shard s;
-      s.path = join_path(folder, sj.at("file").get<std::string>());
+      s.path = join_path(folder, file);
+      if (!file_exists(s.path)) fail(s.path, ": missing (listed in manifest.json)");
+      if (sj.contains("rows") && !(sj["rows"].is_number_integer() && sj["rows"].get<int64_t>() >= 0))
+        fail(mpath, ": shard ", file, ": rows: expected a non-negative integer, got ", sj["rows"].dump());
       s.rows = sj.value("rows", int64_t(-1));
       s.first_row = row;
       src->shards_.push_back(s);
@@ -117,11 +164,18 @@ std::shared_ptr<ActivationSource> ActivationSource::open(const std::string& path
     }
     if (s.rows >= 0 && s.rows != t->shape[0])
       fail(s.path, ": manifest says ", s.rows, " rows but '", src->name_, "' has ", t->shape[0]);
+    if (!mpath.empty()) {
+      if (t->shape[1] != man_d)
+        fail(mpath, ": d_model is ", man_d, " but ", s.path, " holds '", src->name_, "' with D=", t->shape[1]);
+      if (store_dtype_name(dt) != man_dtype)
+        fail(mpath, ": dtype is ", man_dtype, " but ", s.path, " holds '", src->name_, "' as ", store_dtype_name(dt));
+    }
     s.rows = t->shape[0];
     s.first_row = row;
     row += s.rows;
   }
   src->n_rows_ = row;
+  if (!mpath.empty() && row != man_n) fail(mpath, ": shards hold ", row, " rows but n_tokens is ", man_n);
   if (row == 0) fail(path_in, ": the activations are empty (0 rows)");
   if (src->d_ <= 0) fail(path_in, ": the activations have D=0");
   return src;
