@@ -1,4 +1,5 @@
 // Bindings for SAEs: loadSae -> SaeHandle (info, encode, decode, tensors, save, dispose), trainSae, evalSae.
+#include <cmath>
 #include <memory>
 
 #include "addon/binding.h"
@@ -67,6 +68,7 @@ class SaeHandle : public Napi::ObjectWrap<SaeHandle> {
       o.Set("dSae", double(s->d_sae));
       o.Set("k", double(s->k));
       o.Set("applyBDecToInput", s->apply_b_dec_to_input);
+      o.Set("normalizeActivations", s->normalize_activations);
       o.Set("dtype", qsae::dtype_name(s->dtype()));
       o.Set("cfg", sae::make_cfg(*s).dump());
       return o;
@@ -86,10 +88,16 @@ class SaeHandle : public Napi::ObjectWrap<SaeHandle> {
     return guard(info, [&]() -> Napi::Value {
       auto s = sae();
       at::Tensor f = tensor_arg(info[0], "latents");
+      // decode(latents, x?): x, the input the latents came from, undoes a per-token run-time normalization
+      at::Tensor x;
+      std::vector<Napi::Object> keep = {info.This().As<Napi::Object>(), info[0].As<Napi::Object>()};
+      if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
+        x = tensor_arg(info[1], "x");
+        keep.push_back(info[1].As<Napi::Object>());
+      }
       return run_async<at::Tensor>(
-          info.Env(), [s, f] { return s->decode(f); },
-          [](Napi::Env env, at::Tensor& t) -> Napi::Value { return TensorHandle::New(env, t); },
-          {info.This().As<Napi::Object>(), info[0].As<Napi::Object>()});
+          info.Env(), [s, f, x] { return s->decode(f, x); },
+          [](Napi::Env env, at::Tensor& t) -> Napi::Value { return TensorHandle::New(env, t); }, keep);
     });
   }
   Napi::Value Tensors(const Napi::CallbackInfo& info) {
@@ -150,6 +158,7 @@ Napi::Object eval_to_js(Napi::Env env, const sae::EvalResult& r) {
   auto h = Napi::Object::New(env);
   h.Set("log10_edges", edges);
   h.Set("counts", counts);
+  h.Set("dead", double(r.density_dead));
   o.Set("density_histogram", h);
   return o;
 }
@@ -183,7 +192,10 @@ void init_sae(Napi::Env env, Napi::Object exports) {
     s("architecture", c.architecture);
     if (auto e = number_list(o, "expansion"); !e.empty()) c.expansions = e;
     if (auto l = number_list(o, "l1"); !l.empty()) c.l1s = l;
-    n("k", c.k);
+    if (auto k = opt_number(o, "k")) {
+      if (!(*k >= 1) || *k != std::floor(*k)) fail_range("trainSae: k must be a positive integer (got ", *k, ")");
+      c.k = int64_t(*k);
+    }
     b("l1NormWeighted", c.l1_norm_weighted);
     b("applyBDecToInput", c.apply_b_dec_to_input);
     n("epochs", c.epochs);
@@ -216,6 +228,7 @@ void init_sae(Napi::Env env, Napi::Object exports) {
           auto o = Napi::Object::New(env);
           o.Set("steps", double(r.steps));
           o.Set("tokens", double(r.tokens));
+          o.Set("sessionTokens", double(r.session_tokens));
           o.Set("dIn", double(r.d_in));
           o.Set("seconds", r.seconds);
           o.Set("tokensPerSecond", r.tokens_per_second);

@@ -2,11 +2,15 @@
 #include "sae/trainer.h"
 
 #include <ATen/core/grad_mode.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "common/error.h"
@@ -160,21 +164,105 @@ double lr_at(const TrainConfig& c, int64_t t, int64_t T) {
   return c.lr * f;
 }
 
-nlohmann::json fingerprint(const TrainConfig& c, int64_t n_rows, int64_t d, int64_t T) {
-  return {{"acts", c.acts}, {"hook", c.hook}, {"layer", c.layer}, {"architecture", c.architecture},
-          {"expansions", c.expansions}, {"l1s", c.l1s}, {"k", c.k}, {"l1_norm_weighted", c.l1_norm_weighted},
+std::string strip_slashes(std::string p) {
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+// The absolute path without symlinks, "." or ".." (realpath); for a path that does not exist (yet), that of its
+// deepest existing ancestor followed by the rest.
+std::string canonical_path(const std::string& p_in) {
+  std::string p = strip_slashes(p_in.empty() ? "." : p_in);
+  char buf[PATH_MAX];
+  if (::realpath(p.c_str(), buf)) return buf;
+  auto slash = p.find_last_of('/');
+  std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : p.substr(0, slash));
+  std::string base = slash == std::string::npos ? p : p.substr(slash + 1);
+  std::string cp = canonical_path(parent);
+  if (base == "." || base.empty()) return cp;
+  if (base == "..") {
+    std::string up = parent_dir(cp);
+    return up.empty() ? "/" : up;
+  }
+  return cp == "/" ? "/" + base : cp + "/" + base;
+}
+
+bool within(const std::string& path, const std::string& folder) {
+  return path.size() > folder.size() && path.compare(0, folder.size(), folder) == 0 &&
+         (folder == "/" || path[folder.size()] == '/');
+}
+
+// The output path must not overlap the activations and may only replace a previous qsae output (trainer.h).
+void check_output_path(const std::string& out, const std::string& acts) {
+  const std::string o = canonical_path(out), a = canonical_path(acts);
+  if (o == a) fail_range(out, ": --out is the --acts path itself; refusing to overwrite the activations");
+  if (within(o, a)) fail_range(out, ": --out lies inside --acts ", acts, "; refusing to write into the activations");
+  if (within(a, o))
+    fail_range(out, ": --out contains the --acts path ", acts, "; replacing it would delete the activations");
+  check_replaceable_output(out);
+}
+
+// FNV-1a over the bytes of the first and last rows: a cheap check that resumed data is the data of the checkpoint.
+std::string rows_hash(const ActivationSource& src) {
+  const int64_t n = src.n_rows(), m = std::min<int64_t>(n, 16);
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (auto [a, b] : {std::pair<int64_t, int64_t>{0, m}, std::pair<int64_t, int64_t>{n - m, n}}) {
+    auto t = src.read(a, b).acts.contiguous();
+    const auto* p = static_cast<const unsigned char*>(t.data_ptr());
+    for (size_t i = 0, e = size_t(t.numel()) * t.element_size(); i < e; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+// Everything a checkpoint must agree on to be resumed (the settings as the run uses them, and the data).
+nlohmann::json fingerprint(const TrainConfig& c, const std::string& arch, int64_t k, const std::string& acts,
+                           const ActivationSource& src, int64_t total_tokens, const std::string& data_hash) {
+  return {{"acts", acts}, {"hook", src.hook()}, {"layer", src.layer()}, {"architecture", arch},
+          {"expansions", c.expansions}, {"l1s", c.l1s}, {"k", k}, {"l1_norm_weighted", c.l1_norm_weighted},
           {"apply_b_dec_to_input", c.apply_b_dec_to_input}, {"batch_size", c.batch_size}, {"lr", c.lr},
-          {"seed", c.seed}, {"normalize", c.normalize}, {"steps", T}, {"n_rows", n_rows}, {"d_in", d},
-          {"fused", c.fused}, {"buffer_rows", c.buffer_rows}, {"resample_every", c.resample_every}};
+          {"lr_warmup", c.lr_warmup}, {"lr_decay", c.lr_decay}, {"l1_warmup", c.l1_warmup},
+          {"seed", c.seed}, {"normalize", c.normalize}, {"tokens", total_tokens}, {"n_rows", src.n_rows()},
+          {"d_in", src.d()}, {"data_hash", data_hash}, {"fused", c.fused}, {"buffer_rows", c.buffer_rows},
+          {"resample_every", c.resample_every}, {"dead_after", c.dead_after}, {"aux_coef", c.aux_coef},
+          {"aux_k", c.aux_k}, {"device", c.device}, {"bf16_matmul", c.bf16_matmul}};
+}
+
+// "--lr was 0.001, now 0.002; ..." for the entries that differ.
+std::string fingerprint_diff(const nlohmann::json& saved, const nlohmann::json& now) {
+  static const std::map<std::string, std::string> label = {
+      {"acts", "--acts"}, {"hook", "--hook"}, {"layer", "--layer"}, {"architecture", "--type"},
+      {"expansions", "--expansion"}, {"l1s", "--l1"}, {"k", "--k"}, {"l1_norm_weighted", "--l1-norm-weighted"},
+      {"apply_b_dec_to_input", "--apply-b-dec"}, {"batch_size", "--batch-size"}, {"lr", "--lr"},
+      {"lr_warmup", "lrWarmup"}, {"lr_decay", "lrDecay"}, {"l1_warmup", "l1Warmup"}, {"seed", "--seed"},
+      {"normalize", "normalize"}, {"tokens", "the token budget (--tokens, or --epochs x rows)"},
+      {"n_rows", "the activations' row count"}, {"d_in", "the activations' width"},
+      {"data_hash", "the activations' content (hash of the first and last 16 rows)"}, {"fused", "fused"},
+      {"buffer_rows", "--buffer-rows"}, {"resample_every", "--resample-every"}, {"dead_after", "deadAfter"},
+      {"aux_coef", "auxCoef"}, {"aux_k", "auxK"}, {"device", "--device"}, {"bf16_matmul", "bf16Matmul"}};
+  auto show = [](const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+  auto name = [&](const std::string& k) {
+    auto it = label.find(k);
+    return it == label.end() ? k : it->second;
+  };
+  std::string out;
+  auto add = [&](const std::string& s) { out += (out.empty() ? "" : "; ") + s; };
+  for (auto it = now.begin(); it != now.end(); ++it) {
+    if (!saved.is_object() || !saved.contains(it.key()))
+      add(name(it.key()) + " was not recorded, now " + show(it.value()));
+    else if (saved[it.key()] != it.value())
+      add(name(it.key()) + " was " + show(saved[it.key()]) + ", now " + show(it.value()));
+  }
+  if (saved.is_object())
+    for (auto it = saved.begin(); it != saved.end(); ++it)
+      if (!now.contains(it.key())) add(name(it.key()) + " was " + show(it.value()) + ", now not used");
+  return out;
 }
 
 }  // namespace
 
-std::string checkpoint_path(const TrainConfig& cfg) {
-  std::string o = cfg.out;
-  while (o.size() > 1 && o.back() == '/') o.pop_back();
-  return o + ".checkpoint.safetensors";
-}
+std::string checkpoint_path(const TrainConfig& cfg) { return strip_slashes(cfg.out) + ".checkpoint.safetensors"; }
 
 TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const ProgressFn& progress) {
   c10::NoGradGuard ng;
@@ -186,17 +274,38 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
   QSAE_CHECK_RANGE(c.lr > 0, "train: --lr must be positive");
   for (double e : c.expansions) QSAE_CHECK_RANGE(e > 0, "train: --expansion values must be positive (got ", e, ")");
   for (double l : c.l1s) QSAE_CHECK_RANGE(l >= 0, "train: --l1 values must be >= 0 (got ", l, ")");
+  QSAE_CHECK_RANGE(std::set<double>(c.expansions.begin(), c.expansions.end()).size() == c.expansions.size(),
+                   "train: --expansion lists a value twice");
+  QSAE_CHECK_RANGE(std::set<double>(c.l1s.begin(), c.l1s.end()).size() == c.l1s.size(),
+                   "train: --l1 lists a value twice");
+  const bool topk_family = is_topk_family(arch);
+  QSAE_CHECK_RANGE(c.k >= 0, "train: --k must be positive (got ", c.k, ")");
+  QSAE_CHECK_RANGE(topk_family || c.k == 0, "train: --k applies to topk and batchtopk SAEs only (got --k ", c.k,
+                   " with --type ", arch, ")");
+  QSAE_CHECK_RANGE(!topk_family || c.l1s.size() == 1, "train: --l1 applies to relu and jumprelu SAEs only; ", arch,
+                   " has no L1 term, so a list of L1 values would train the same SAE several times");
+  const int64_t k = topk_family ? (c.k > 0 ? c.k : 32) : 0;
   at::Device dev = parse_device(c.device);
+  // The output path, before any data is read (trainer.h).
+  const std::string out = strip_slashes(c.out);
+  check_output_path(out, c.acts);
+  const std::string acts_path = canonical_path(c.acts);
 
   auto src = ActivationSource::open(c.acts, c.hook, c.layer);
   const int64_t N = src->n_rows(), D = src->d(), B = c.batch_size;
   const int64_t total_tokens = c.tokens > 0 ? c.tokens : int64_t(std::ceil(c.epochs * double(N)));
-  const int64_t T = std::max<int64_t>(1, (total_tokens + B - 1) / B);
+  QSAE_CHECK_RANGE(total_tokens > 0, "train: nothing to train (", total_tokens, " tokens)");
+  const int64_t T = (total_tokens + B - 1) / B;
+  auto batch_at = [&](int64_t t) { return std::min(B, total_tokens - t * B); };  // the last batch is partial
+  auto tokens_through = [&](int64_t steps) { return std::min(steps * B, total_tokens); };
   const int64_t dead_after = c.dead_after > 0 ? c.dead_after : std::min<int64_t>(10'000'000, std::max(N, total_tokens / 10));
   const int64_t aux_k = c.aux_k > 0 ? c.aux_k : std::max<int64_t>(1, D / 2);
   const int64_t tail_from = T - std::max<int64_t>(1, std::min<int64_t>(T, (std::max(N, total_tokens / 10) + B - 1) / B));
   const std::string ckpt = checkpoint_path(c);
-  const auto fp = fingerprint(c, N, D, T);
+  // --hook/--layer label a plain .safetensors file (a store resolves them itself)
+  const std::string hook_name = !src->hook().empty() ? src->hook() : c.hook;
+  const int64_t hook_layer = src->layer() >= 0 ? src->layer() : c.layer;
+  const auto fp = fingerprint(c, arch, k, acts_path, *src, total_tokens, rows_hash(*src));
 
   // ---- members ----
   std::vector<Member> ms;
@@ -208,8 +317,8 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
       m.l1 = (arch == "relu" || arch == "jumprelu") ? l : 0.0;
       int64_t S = std::max<int64_t>(1, std::llround(e * D));
       m.name = "x" + fmt_num(e) + (c.l1s.size() > 1 ? "-l1_" + fmt_num(l) : "");
-      m.folder = grid ? join_path(c.out, m.name) : c.out;
-      m.sae = init_sae(arch, D, S, c.k, gen_for(c.seed, 100, mi++));
+      m.folder = grid ? join_path(out, m.name) : out;
+      m.sae = init_sae(arch, D, S, k, gen_for(c.seed, 100, mi++));
       m.sae.apply_b_dec_to_input = c.apply_b_dec_to_input;
       ms.push_back(std::move(m));
     }
@@ -228,10 +337,15 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
   if (c.resume && file_exists(ckpt)) {
     auto f = SafetensorsFile::open(ckpt);
     auto md = f->metadata();
-    auto saved = nlohmann::json::parse(md.at("fingerprint"));
+    nlohmann::json saved;
+    try {
+      saved = nlohmann::json::parse(md.at("fingerprint"));
+    } catch (const std::exception&) {
+      fail(ckpt, ": not a qsae SAE training checkpoint (no readable fingerprint); remove it or drop --resume");
+    }
     if (saved != fp)
-      fail(ckpt, ": the checkpoint was made with different settings or data; remove it or drop --resume (saved ",
-           saved.dump(), ")");
+      fail(ckpt, ": the checkpoint was made with different settings or data (", fingerprint_diff(saved, fp),
+           "); remove it or drop --resume");
     t0 = std::stoll(md.at("step"));
     scale = std::stod(md.at("scale"));
     for (size_t i = 0; i < ms.size(); ++i) {
@@ -322,7 +436,8 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
       save_checkpoint(t);
       cancel->check();
     }
-    at::Tensor x = stream.rows(t * B, B);
+    const int64_t bt = batch_at(t);
+    at::Tensor x = stream.rows(t * B, bt);
     const double lr = lr_at(c, t, T);
     const double l1w = c.l1_warmup > 0 ? std::min(1.0, double(t + 1) / std::max(1.0, std::floor(c.l1_warmup * T))) : 1.0;
     for (auto& m : ms) {
@@ -365,10 +480,10 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
         }
       }
       auto fired = r.fired.cpu();
-      m.since_fired.add_(B).masked_fill_(fired > 0, 0);
+      m.since_fired.add_(bt).masked_fill_(fired > 0, 0);
       if (t >= tail_from) {
         m.fired_tail.add_(fired);
-        m.tail_tokens += B;
+        m.tail_tokens += bt;
       }
       if (arch == "batchtopk") m.thr_est = t == 0 ? r.batch_threshold : 0.99 * m.thr_est + 0.01 * r.batch_threshold;
       const double a = t == t0 ? 1.0 : 0.05;
@@ -381,7 +496,7 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
         int64_t nd = dead.size(0);
         if (nd > 0) {
           auto err = (m.sae.decode(m.sae.encode(x)) - x).pow(2).sum(1);
-          auto pick = std::get<1>(err.topk(std::min<int64_t>(nd, B))).cpu();
+          auto pick = std::get<1>(err.topk(std::min<int64_t>(nd, bt))).cpu();
           auto alive = (m.since_fired < dead_after).to(dev);
           double enc_norm = alive.any().item<bool>() ? m.sae.W_enc.norm(2, {0}).masked_select(alive).mean().item<double>() : 1.0;
           for (int64_t q = 0; q < nd; ++q) {
@@ -401,7 +516,7 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
         }
       }
     }
-    tokens_done += B;
+    tokens_done += bt;
     res.steps = t + 1;
     double secs = std::chrono::duration<double>(Clock::now() - start).count();
     if (progress) {
@@ -413,7 +528,7 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
       }
       nlohmann::json msg = {{"loss", loss / ms.size()}, {"l0", l0 / ms.size()}, {"dead", dead / ms.size()},
                             {"tokens_per_s", secs > 0 ? tokens_done / secs : 0.0}, {"step", t + 1}, {"steps", T}};
-      progress(Progress{"train", double((t + 1) * B), double(T * B), "tokens", msg.dump()});
+      progress(Progress{"train", double(tokens_through(t + 1)), double(total_tokens), "tokens", msg.dump()});
     }
     bool stop = c.stop_after > 0 && t + 1 - t0 >= c.stop_after && t + 1 < T;
     bool periodic = c.checkpoint_every > 0 ? (t + 1) % c.checkpoint_every == 0
@@ -428,11 +543,19 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
     }
   }
   res.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  res.tokens = tokens_done;
+  if (res.steps < t0) res.steps = t0;
+  res.tokens = tokens_through(res.steps);
+  res.session_tokens = tokens_done;
   res.tokens_per_second = res.seconds > 0 ? tokens_done / res.seconds : 0;
   if (res.stopped) return res;
 
-  // ---- save: fold the normalization into the weights ----
+  // ---- save: fold the normalization into the weights; a grid goes into a temp folder renamed onto --out ----
+  const std::string tmp_root = grid ? out + ".tmp-" + std::to_string(::getpid()) : std::string();
+  if (grid) {
+    remove_tree(tmp_root);
+    make_dirs(tmp_root);
+  }
+  try {
   for (auto& m : ms) {
     Sae s = m.sae.to(at::kCPU, at::kFloat);
     const float sc = float(scale);
@@ -443,32 +566,40 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
     nlohmann::json md = c.metadata.is_object() ? c.metadata : nlohmann::json::object();
     const auto& man = src->manifest();
     if (man.is_object() && !man.empty()) {
-      if (man.contains("model") && !md.contains("model")) md["model"] = man["model"].value("path", "");
+      if (man.contains("model") && man["model"].is_object() && !md.contains("model")) {
+        std::string mp = man["model"].value("path", std::string());
+        md["model"] = mp.empty() ? nlohmann::json() : nlohmann::json(mp);
+      }
       if (man.contains("model") && !md.contains("model_info")) md["model_info"] = man["model"];
       if (man.contains("precision") && !md.contains("precision")) md["precision"] = man["precision"];
       if (man.contains("compute_dtype") && !md.contains("compute_dtype")) md["compute_dtype"] = man["compute_dtype"];
       if (man.contains("quantization") && !md.contains("quantization")) md["quantization"] = man["quantization"];
     }
-    if (!src->hook().empty() && !md.contains("hook_name")) md["hook_name"] = src->hook();
-    if (src->layer() >= 0 && !md.contains("layer")) md["layer"] = src->layer();
-    md["activations"] = c.acts;
+    if (!hook_name.empty() && !md.contains("hook_name")) md["hook_name"] = hook_name;
+    if (hook_layer >= 0 && !md.contains("layer")) md["layer"] = hook_layer;
+    // the documented fields are always there: null when unknown
+    for (const char* key : {"model", "precision", "quantization", "hook_name", "layer"})
+      if (!md.contains(key)) md[key] = nullptr;
+    md["activations"] = acts_path;
     md["activation_scale_folded"] = scale;
-    md["training"] = {{"architecture", arch}, {"l1_coefficient", m.l1}, {"k", c.k}, {"lr", c.lr},
-                      {"batch_size", B}, {"steps", T}, {"tokens", T * B}, {"seed", c.seed},
-                      {"l1_norm_weighted", c.l1_norm_weighted}, {"final_loss", m.ema_loss}, {"final_mse", m.ema_mse},
+    // mse in the activations' scale (the training scale is folded into the saved weights); loss in the training's
+    const double mse_raw = m.ema_mse / (scale * scale);
+    md["training"] = {{"architecture", arch}, {"l1_coefficient", m.l1}, {"k", topk_family ? nlohmann::json(k) : nlohmann::json()},
+                      {"lr", c.lr}, {"batch_size", B}, {"steps", T}, {"tokens", total_tokens}, {"seed", c.seed},
+                      {"l1_norm_weighted", c.l1_norm_weighted}, {"final_loss", m.ema_loss}, {"final_mse", mse_raw},
                       {"final_l0", m.ema_l0}};
     s.cfg = nlohmann::json::object();
     s.cfg["metadata"] = md;
     auto dens = m.fired_tail.to(at::kDouble) / double(std::max<int64_t>(1, m.tail_tokens));
     auto log10d = at::log10(dens + 1e-10).to(at::kFloat);
-    save_sae(m.folder, s, log10d);
+    save_sae(grid ? join_path(tmp_root, m.name) : m.folder, s, log10d);
     TrainedSae ts;
     ts.folder = m.folder;
     ts.name = m.name;
     ts.d_sae = s.d_sae;
     ts.l1_coef = m.l1;
     ts.loss = m.ema_loss;
-    ts.mse = m.ema_mse;
+    ts.mse = mse_raw;
     ts.l0 = m.ema_l0;
     ts.dead_fraction = (m.since_fired >= dead_after).to(at::kDouble).mean().item<double>();
     res.saes.push_back(ts);
@@ -476,7 +607,12 @@ TrainResult train_saes(const TrainConfig& c, const CancelToken* cancel, const Pr
   if (grid) {
     nlohmann::json g = nlohmann::json::array();
     for (auto& s : res.saes) g.push_back({{"name", s.name}, {"folder", s.name}, {"d_sae", s.d_sae}, {"l1", s.l1_coef}});
-    write_file_atomic(join_path(c.out, "grid.json"), g.dump(2) + "\n");
+    write_file_atomic(join_path(tmp_root, "grid.json"), g.dump(2) + "\n");
+    replace_output_folder(tmp_root, out);
+  }
+  } catch (...) {
+    if (grid) remove_tree(tmp_root);
+    throw;
   }
   remove_file(ckpt);
   return res;
@@ -500,7 +636,7 @@ EvalResult evaluate_sae(const Sae& sae_in, const std::string& acts, const std::s
     check_finite_rows(*src, ch.acts, ch.row0);
     auto x = ch.acts.to(at::kFloat).to(sae.device());
     auto f = sae.encode(x);
-    auto xh = sae.decode(f);
+    auto xh = sae.decode(f, x);  // x: the per-token statistics of a run-time normalization
     se += (xh - x).to(at::kDouble).pow(2).sum().item<double>();
     auto xd = x.to(at::kDouble);
     sx2 += xd.pow(2).sum().item<double>();
@@ -526,6 +662,7 @@ EvalResult evaluate_sae(const Sae& sae_in, const std::string& acts, const std::s
   // histogram of log10 density over the latents that fired: bins of 0.5 from -10 to 0
   for (int i = 0; i <= 20; ++i) r.density_edges.push_back(-10.0 + 0.5 * i);
   r.density_counts.assign(20, 0);
+  r.density_dead = (fired == 0).sum().item<int64_t>();
   auto ld = r.log10_density.to(at::kDouble);
   auto fa = fired.accessor<int64_t, 1>();
   auto la = ld.accessor<double, 1>();

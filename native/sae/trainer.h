@@ -5,7 +5,12 @@
 // Data order: the run is a stream of rows; step t uses rows [t*B, (t+1)*B) of it. Each epoch permutes
 // 256-row blocks of the set, groups them into windows of `buffer_rows` rows (the shuffle buffer, the only
 // rows held in memory) and permutes the rows of each window, all seeded by (seed, epoch, window). The
-// batch of a step is thus a pure function of (seed, step): resuming needs only the step.
+// batch of a step is thus a pure function of (seed, step): resuming needs only the step. The budget is exact:
+// the last step takes only the rows left (tokens, or epochs x rows, rounded up to a whole row).
+//
+// The output path is checked before any data is read: --out may not be, lie inside or contain --acts, and may only
+// replace nothing, an empty folder or a previous qsae output (sae.h: check_replaceable_output), which is then
+// replaced whole (a grid is written into a temp folder and renamed, as save_sae does for one SAE).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -24,8 +29,9 @@ struct TrainConfig {
   int64_t layer = -1;
   std::string architecture = "relu";
   std::vector<double> expansions = {0.5};  // grid: d_sae = round(expansion * d_in)
-  std::vector<double> l1s = {5e-4};        // grid: L1 coefficients (relu, and the L0 weight of jumprelu)
-  int64_t k = 32;                          // topk / batchtopk
+  std::vector<double> l1s = {5e-4};        // grid: L1 coefficients (relu, and the L0 weight of jumprelu); the
+                                           // top-k family has no L1 term: a list of several values is refused
+  int64_t k = 0;                           // topk / batchtopk (0: 32); must stay 0 for relu / jumprelu
   bool l1_norm_weighted = false;  // false: decoder rows renormalized to unit norm after every step
   bool apply_b_dec_to_input = false;
   double epochs = 0;              // either epochs over the set ...
@@ -49,20 +55,27 @@ struct TrainConfig {
   bool resume = false;          // continue from <out>.checkpoint.safetensors when present
   int64_t checkpoint_every = 0; // steps between checkpoints (0: every 60 s)
   int64_t stop_after = 0;       // testing: stop (like a kill) after this many steps, keeping the checkpoint
-  nlohmann::json metadata;      // merged into cfg.json's metadata (model, hook, layer, precision, ...)
+  nlohmann::json metadata;      // merged into cfg.json's metadata (model, hook_name, layer, precision, ...);
+                                // model, precision, quantization, hook_name and layer are always written (null
+                                // when neither this, the store's manifest nor --hook/--layer say)
 };
 
 struct TrainedSae {
   std::string folder, name;
   int64_t d_sae = 0;
   double l1_coef = 0;
-  double loss = 0, mse = 0, l0 = 0, dead_fraction = 0;  // averages over the last steps
+  // Averages over the last steps. mse is in the activations' own (raw) scale, as evaluate_sae reports it; loss
+  // (mse + the sparsity terms) is in the training scale (activations times TrainResult::scale).
+  double loss = 0, mse = 0, l0 = 0, dead_fraction = 0;
 };
 
 struct TrainResult {
   std::vector<TrainedSae> saes;
-  int64_t steps = 0, tokens = 0, d_in = 0, resumed_from = 0;
-  double seconds = 0, tokens_per_second = 0, scale = 1;
+  int64_t steps = 0, tokens = 0;  // totals over the whole run (resumed sessions included)
+  int64_t session_tokens = 0;     // tokens trained by this call (after resumed_from)
+  int64_t d_in = 0, resumed_from = 0;
+  double seconds = 0, tokens_per_second = 0;  // this call
+  double scale = 1;
   bool stopped = false;  // stop_after reached (checkpoint kept)
 };
 
@@ -76,7 +89,8 @@ struct EvalResult {
   double mse = 0, explained_variance = 0, l0 = 0, l1 = 0, dead_fraction = 0;
   int64_t n_tokens = 0, d_in = 0, d_sae = 0;
   std::vector<double> density_edges;     // log10 density bin edges (histogram over latents)
-  std::vector<int64_t> density_counts;   // latents per bin; never-fired latents are counted in `dead`
+  std::vector<int64_t> density_counts;   // latents that fired, per bin
+  int64_t density_dead = 0;              // latents that never fired: sum(density_counts) + density_dead = d_sae
   at::Tensor log10_density;              // [d_sae], -10 where never fired
 };
 EvalResult evaluate_sae(const Sae& sae, const std::string& acts, const std::string& hook = "", int64_t layer = -1,

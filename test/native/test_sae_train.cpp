@@ -58,7 +58,7 @@ TEST_CASE("relu and topk SAEs recover a known sparse dictionary (mean best cosin
     c.architecture = arch;
     c.expansions = {4};
     c.l1s = {arch == "relu" ? 0.05 : 0.0};
-    c.k = 3;
+    c.k = arch == "topk" ? 3 : 0;
     c.batch_size = 512;
     c.tokens = 0;
     c.epochs = arch == "relu" ? 40 : 25;
@@ -131,7 +131,7 @@ TEST_CASE("training is deterministic, and a stopped or cancelled run resumes to 
     INFO(arch);
     auto c = base_cfg(acts, join_path(dir, "a-" + arch));
     c.architecture = arch;
-    c.k = 4;
+    c.k = arch == "topk" ? 4 : 0;
     c.expansions = {1, 2};
     c.buffer_rows = 512;  // several windows: exercises the shuffle buffer's cursor
     c.resample_every = arch == "relu" ? 10 : 0;
@@ -197,7 +197,7 @@ TEST_CASE("batchtopk and jumprelu train and save loadable SAEs") {
   for (std::string arch : {"batchtopk", "jumprelu"}) {
     auto c = base_cfg(acts, join_path(dir, arch));
     c.architecture = arch;
-    c.k = 4;
+    c.k = arch == "batchtopk" ? 4 : 0;
     c.expansions = {2};
     c.l1s = {1e-3};
     auto r = train_saes(c);
@@ -246,3 +246,287 @@ TEST_CASE("bad input: NaN rows, d_in mismatch, empty store, conflicting options;
   remove_tree(dir);
 }
 
+
+namespace {
+bool one_line(const std::string& e) { return !e.empty() && e.find('\n') == std::string::npos; }
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+}  // namespace
+
+TEST_CASE("--out is checked before any data is read: never the activations, a file or a foreign folder") {
+  auto dir = tmpdir("outpath");
+  auto acts = join_path(dir, "acts.safetensors");
+  auto X = synthetic(600, 8, 20, 2, 4, nullptr);
+  save_safetensors(acts, {{"acts", X}});
+  int steps = 0;
+  auto refused = [&](const std::string& acts_path, const std::string& out) {
+    auto c = base_cfg(acts_path, out);
+    c.tokens = 256 * 2;
+    auto e = error_of([&] { train_saes(c, nullptr, [&](const Progress&) { ++steps; }); });
+    CHECK(one_line(e));
+    return e;
+  };
+  // the --acts file itself, in another spelling
+  auto e = refused(acts, dir + "/./acts.safetensors");
+  CHECK(has(e, "--out is the --acts path itself"));
+  // a plain file; a file inside an SAE folder
+  write_file_atomic(join_path(dir, "notes.txt"), "keep me\n");
+  CHECK(has(refused(acts, join_path(dir, "notes.txt")), "notes.txt: exists and is a file"));
+  auto sae_dir = join_path(dir, "sae");
+  train_saes(base_cfg(acts, sae_dir));
+  CHECK(has(refused(acts, join_path(sae_dir, "cfg.json")), "cfg.json: exists and is a file"));
+  // a folder that is not a qsae output (here an activation store: the check runs before its manifest is read)
+  auto store = join_path(dir, "store");
+  make_dirs(store);
+  write_file_atomic(join_path(store, "manifest.json"), "{}\n");
+  CHECK(has(refused(acts, store), "is not a qsae SAE or grid folder"));
+  // the --acts store itself, a folder inside it, a folder holding it
+  CHECK(has(refused(store, store + "/"), "--out is the --acts path itself"));
+  CHECK(has(refused(store, join_path(store, "sae")), "--out lies inside --acts"));
+  CHECK(has(refused(store, join_path(store, "../store/sae")), "--out lies inside --acts"));
+  CHECK(has(refused(join_path(sae_dir, "acts.safetensors"), sae_dir), "--out contains the --acts path"));
+  CHECK(steps == 0);  // refused before training
+  // nothing was touched
+  CHECK(at::equal(SafetensorsFile::open(acts)->get("acts"), X));
+  CHECK(file_exists(join_path(dir, "notes.txt")));
+  CHECK(file_exists(join_path(store, "manifest.json")));
+  CHECK(file_exists(join_path(sae_dir, "cfg.json")));
+  CHECK(!file_exists(join_path(store, "sae")));
+  remove_tree(dir);
+}
+
+TEST_CASE("a previous SAE or grid output at --out is replaced whole") {
+  auto dir = tmpdir("regrid");
+  auto acts = join_path(dir, "acts.safetensors");
+  save_safetensors(acts, {{"acts", synthetic(600, 8, 20, 2, 4, nullptr)}});
+  auto c = base_cfg(acts, join_path(dir, "out"));
+  c.tokens = 256 * 3;
+  c.expansions = {1};
+  c.l1s = {1e-3, 1e-2};
+  train_saes(c);
+  CHECK(list_dir(c.out) == std::vector<std::string>{"grid.json", "x1-l1_0.001", "x1-l1_0.01"});
+  write_file_atomic(join_path(c.out, "stray.txt"), "x\n");
+  // another grid: no stale members or stray files remain
+  c.expansions = {1, 2};
+  c.l1s = {1e-3};
+  auto r = train_saes(c);
+  CHECK(list_dir(c.out) == std::vector<std::string>{"grid.json", "x1", "x2"});
+  CHECK(r.saes[1].folder == join_path(c.out, "x2"));
+  CHECK(read_json_file(join_path(c.out, "grid.json")).size() == 2);
+  // one SAE over the grid folder (with a trailing slash) replaces it too
+  c.out += "/";
+  c.expansions = {1};
+  train_saes(c);
+  CHECK(list_dir(join_path(dir, "out")) == std::vector<std::string>{"cfg.json", "sae_weights.safetensors", "sparsity.safetensors"});
+  for (const auto& n : list_dir(dir)) {
+    CHECK(!has(n, ".tmp-"));
+    CHECK(!has(n, ".old-"));
+  }
+  remove_tree(dir);
+}
+
+TEST_CASE("budgets are exact: the last batch is partial; totals count the whole run, resumed or not") {
+  auto dir = tmpdir("budget");
+  auto acts = join_path(dir, "acts.safetensors");
+  save_safetensors(acts, {{"acts", synthetic(2000, 16, 40, 3, 5, nullptr)}});
+  for (std::string arch : {"relu", "topk", "batchtopk", "jumprelu"}) {
+    INFO(arch);
+    auto c = base_cfg(acts, join_path(dir, arch));
+    c.architecture = arch;
+    c.k = is_topk_family(arch) ? 4 : 0;
+    c.tokens = 0;
+    c.epochs = 1;  // 2000 rows: 7 batches of 256 and one of 208
+    auto r = train_saes(c);
+    CHECK(r.steps == 8);
+    CHECK(r.tokens == 2000);
+    CHECK(r.session_tokens == 2000);
+    auto s = load_sae(c.out);
+    CHECK(s.cfg["metadata"]["training"]["tokens"] == 2000);
+    CHECK(s.cfg["metadata"]["training"]["k"] == (is_topk_family(arch) ? json(4) : json()));
+  }
+  // a token budget whose last batch has 3 rows, stopped and resumed: the same weights, totals over the run
+  auto c = base_cfg(acts, join_path(dir, "full"));
+  c.tokens = 256 * 5 + 3;
+  c.buffer_rows = 512;
+  double last_done = 0, last_total = 0;
+  auto r = train_saes(c, nullptr, [&](const Progress& p) { last_done = p.done, last_total = p.total; });
+  CHECK(r.steps == 6);
+  CHECK(r.tokens == 1283);
+  CHECK(last_done == 1283);
+  CHECK(last_total == 1283);
+  auto c2 = c;
+  c2.out = join_path(dir, "resumed");
+  c2.stop_after = 3;
+  auto r1 = train_saes(c2);
+  CHECK(r1.stopped);
+  CHECK(r1.steps == 3);
+  CHECK(r1.tokens == 768);
+  c2.stop_after = 0;
+  c2.resume = true;
+  auto r2 = train_saes(c2);
+  CHECK(r2.resumed_from == 3);
+  CHECK(r2.steps == 6);
+  CHECK(r2.tokens == 1283);
+  CHECK(r2.session_tokens == 1283 - 768);
+  auto a = weights(c.out), b = weights(c2.out);
+  for (int i = 0; i < 4; ++i) CHECK(at::equal(a[i], b[i]));
+  remove_tree(dir);
+}
+
+TEST_CASE("resume: --acts in any spelling; a changed setting or other data is named") {
+  auto dir = tmpdir("fingerprint");
+  auto acts = join_path(dir, "acts.safetensors");
+  save_safetensors(acts, {{"acts", synthetic(1000, 8, 20, 2, 6, nullptr)}});
+  auto c = base_cfg(acts, join_path(dir, "out"));
+  c.tokens = 256 * 8;
+  c.stop_after = 3;
+  train_saes(c);
+  // relative to another working directory
+  {
+    char cwd[4096];
+    REQUIRE(::getcwd(cwd, sizeof cwd) != nullptr);
+    REQUIRE(::chdir(dir.c_str()) == 0);
+    struct Back {
+      std::string to;
+      ~Back() { (void)::chdir(to.c_str()); }
+    } back{cwd};
+    auto rel = c;
+    rel.acts = "./acts.safetensors";
+    rel.out = "out/";
+    rel.stop_after = 4;
+    rel.resume = true;
+    auto r = train_saes(rel);
+    CHECK(r.resumed_from == 3);
+    CHECK(r.stopped);
+  }
+  auto abs = c;
+  abs.acts = dir + "//acts.safetensors";
+  abs.resume = true;
+  abs.stop_after = 0;
+  // a changed setting: named with its old and new value
+  auto lr = abs;
+  lr.lr = 2e-3;
+  lr.seed = 8;
+  auto e = error_of([&] { train_saes(lr); });
+  CHECK(one_line(e));
+  CHECK(has(e, "out.checkpoint.safetensors"));
+  CHECK(has(e, "--lr was 0.001, now 0.002"));
+  CHECK(has(e, "--seed was 7, now 8"));
+  CHECK(!has(e, "--batch-size"));
+  // other data with the same row count and width
+  save_safetensors(acts, {{"acts", synthetic(1000, 8, 20, 2, 99, nullptr)}});
+  e = error_of([&] { train_saes(abs); });
+  CHECK(has(e, "the activations' content"));
+  CHECK(!has(e, "row count"));
+  save_safetensors(acts, {{"acts", synthetic(1000, 8, 20, 2, 6, nullptr)}});
+  auto r = train_saes(abs);
+  CHECK(r.resumed_from == 7);
+  CHECK(r.steps == 8);
+  remove_tree(dir);
+}
+
+TEST_CASE("--k with relu/jumprelu and an L1 list with topk/batchtopk are refused") {
+  auto dir = tmpdir("kl1");
+  auto acts = join_path(dir, "acts.safetensors");
+  save_safetensors(acts, {{"acts", synthetic(600, 8, 20, 2, 4, nullptr)}});
+  auto c = base_cfg(acts, join_path(dir, "out"));
+  c.expansions = {8};
+  for (std::string arch : {"relu", "jumprelu"}) {
+    c.architecture = arch;
+    c.k = 8;
+    auto e = error_of([&] { train_saes(c); });
+    CHECK(one_line(e));
+    CHECK(has(e, "--k applies to topk and batchtopk SAEs only (got --k 8 with --type " + arch + ")"));
+  }
+  c.k = 0;
+  for (std::string arch : {"topk", "batchtopk"}) {
+    c.architecture = arch;
+    c.l1s = {1e-3, 1e-2};
+    auto e = error_of([&] { train_saes(c); });
+    CHECK(one_line(e));
+    CHECK(has(e, "--l1 applies to relu and jumprelu SAEs only"));
+  }
+  c.architecture = "relu";
+  c.l1s = {1e-3, 1e-3};
+  CHECK(has(error_of([&] { train_saes(c); }), "--l1 lists a value twice"));
+  CHECK(!file_exists(c.out));
+  // topk without --k takes k = 32
+  c.architecture = "topk";
+  c.l1s = {0};
+  c.tokens = 256 * 2;
+  train_saes(c);
+  CHECK(load_sae(c.out).k == 32);
+  remove_tree(dir);
+}
+
+TEST_CASE("cfg metadata: --hook/--layer of a plain file recorded, unknown fields null; raw-scale mse; density counts") {
+  auto dir = tmpdir("meta");
+  auto acts = join_path(dir, "acts.safetensors");
+  auto X = synthetic(3000, 16, 40, 3, 3, nullptr, 30.0);
+  save_safetensors(acts, {{"acts", X}});
+  auto c = base_cfg(acts, join_path(dir, "labelled"));
+  c.hook = "resid_post";
+  c.layer = 3;
+  c.tokens = 256 * 150;
+  c.expansions = {2};
+  c.l1s = {1e-3};
+  auto r = train_saes(c);
+  auto s = load_sae(c.out);
+  auto md = s.cfg["metadata"];
+  CHECK(md["hook_name"] == "resid_post");
+  CHECK(md["layer"] == 3);
+  CHECK(s.cfg["hook_name"] == "resid_post");
+  CHECK(s.cfg["hook_layer"] == 3);
+  for (const char* k : {"model", "precision", "quantization"}) {
+    INFO(k);
+    CHECK(md.contains(k));
+    CHECK(md[k].is_null());
+  }
+  CHECK(!s.cfg.contains("model_name"));
+  // the train result's mse is in the activations' scale, as evaluate_sae's (the scale here is about 1/60)
+  auto e = evaluate_sae(s, acts);
+  MESSAGE("train mse " << r.saes[0].mse << ", eval mse " << e.mse << ", scale " << r.scale);
+  CHECK(r.scale < 0.1);
+  CHECK(r.saes[0].mse / e.mse > 0.3);
+  CHECK(r.saes[0].mse / e.mse < 3);
+  CHECK(md["training"]["final_mse"].get<double>() == doctest::Approx(r.saes[0].mse));
+  // the density histogram counts every latent: those that fired by bin, the others as dead
+  int64_t n = 0;
+  for (auto v : e.density_counts) n += v;
+  CHECK(n + e.density_dead == e.d_sae);
+  CHECK(e.density_dead == std::llround(e.dead_fraction * e.d_sae));
+  // without --hook/--layer they are null, and SAELens's top-level names are left out
+  c.hook = "";
+  c.layer = -1;
+  c.out = join_path(dir, "plain");
+  c.tokens = 256 * 2;
+  train_saes(c);
+  auto p = load_sae(c.out);
+  CHECK(p.cfg["metadata"]["hook_name"].is_null());
+  CHECK(p.cfg["metadata"]["layer"].is_null());
+  CHECK(!p.cfg.contains("hook_name"));
+  CHECK(!p.cfg.contains("hook_layer"));
+  remove_tree(dir);
+}
+
+TEST_CASE("evaluate_sae applies a loaded SAE's run-time normalization") {
+  auto dir = tmpdir("evalnorm");
+  auto acts = join_path(dir, "acts.safetensors");
+  auto X = synthetic(500, 8, 20, 2, 4, nullptr, 3.0) + 0.5;
+  save_safetensors(acts, {{"acts", X}});
+  auto s = init_sae("relu", 8, 16, 0, at::make_generator<at::CPUGeneratorImpl>(2));
+  s.b_dec.fill_(0.1f);
+  auto none = evaluate_sae(s, acts, "", -1, 128);
+  for (std::string norm : {"layer_norm", "constant_norm_rescale"}) {
+    INFO(norm);
+    s.normalize_activations = norm;
+    auto folder = join_path(dir, norm);
+    save_sae(folder, s);
+    auto l = load_sae(folder);
+    CHECK(l.normalize_activations == norm);
+    auto e = evaluate_sae(l, acts, "", -1, 128);
+    auto xh = l.decode(l.encode(X), X);
+    CHECK(e.mse == doctest::Approx((xh - X).pow(2).mean().item<double>()).epsilon(1e-4));
+    CHECK(e.mse != doctest::Approx(none.mse).epsilon(1e-3));
+  }
+  remove_tree(dir);
+}
