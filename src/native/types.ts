@@ -359,6 +359,8 @@ export interface NativeSaeInfo {
   dSae: number;
   k: number;
   applyBDecToInput: boolean;
+  /** run-time input normalization: "none" | "layer_norm" | "constant_norm_rescale" */
+  normalizeActivations: string;
   dtype: string;
   /** cfg.json text */
   cfg: string;
@@ -367,7 +369,8 @@ export interface NativeSaeInfo {
 export interface NativeSae {
   info(): NativeSaeInfo;
   encode(x: NativeTensor): Promise<NativeTensor>;
-  decode(f: NativeTensor): Promise<NativeTensor>;
+  /** x: the input the latents came from (required when normalizeActivations is not "none") */
+  decode(f: NativeTensor, x?: NativeTensor): Promise<NativeTensor>;
   tensors(): Record<string, NativeTensor>;
   save(dir: string): Promise<void>;
   readonly disposed: boolean;
@@ -375,9 +378,13 @@ export interface NativeSae {
 }
 
 export interface NativeTrainSaeResult {
+  /** mse: raw activation scale (as evalSae); loss: training scale (activations x scale) */
   saes: { name: string; folder: string; dSae: number; l1: number; loss: number; mse: number; l0: number; deadFraction: number }[];
+  /** steps and tokens trained over the whole run (resumed sessions included) */
   steps: number;
   tokens: number;
+  /** tokens trained by this call; seconds and tokensPerSecond are this call's too */
+  sessionTokens: number;
   dIn: number;
   seconds: number;
   tokensPerSecond: number;
@@ -395,7 +402,11 @@ export interface NativeSaeEval {
   n_tokens: number;
   d_in: number;
   d_sae: number;
-  density_histogram: { log10_edges: number[]; counts: number[] };
+  /**
+   * log10 feature density over the latents: counts[i] latents that fired with log10 density in
+   * [log10_edges[i], log10_edges[i+1]); dead latents never fired. sum(counts) + dead = d_sae.
+   */
+  density_histogram: { log10_edges: number[]; counts: number[]; dead: number };
 }
 
 export interface SaeNative {

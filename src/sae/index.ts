@@ -16,8 +16,17 @@ export interface SaeInfo {
   /** top-k types only (0 otherwise) */
   k: number;
   applyBDecToInput: boolean;
+  /**
+   * SAELens's run-time input normalization, applied per token by encode/decode/evalSae/splicing: "layer_norm"
+   * (x - mean) / (std + 1e-5), "constant_norm_rescale" x * sqrt(dIn) / ||x||, or "none" (qsae's own SAEs fold
+   * their training scale into the weights).
+   */
+  normalizeActivations: "none" | "layer_norm" | "constant_norm_rescale";
   dtype: string;
-  /** cfg.json as it would be saved (SAELens-compatible), metadata included */
+  /**
+   * cfg.json as it would be saved (SAELens-compatible: architecture "standard" for relu, "jumprelu" for a
+   * batchtopk SAE with its threshold; qsae's own type in metadata.qsae_architecture), metadata included
+   */
   cfg: Record<string, unknown>;
 }
 
@@ -30,10 +39,19 @@ export class Sae {
   private constructor(h: NativeSae) {
     handles.set(this, h);
     const i = h.info();
-    this.info = { ...i, architecture: i.architecture as SaeArchitecture, cfg: JSON.parse(i.cfg) };
+    this.info = {
+      ...i,
+      architecture: i.architecture as SaeArchitecture,
+      normalizeActivations: i.normalizeActivations as SaeInfo["normalizeActivations"],
+      cfg: JSON.parse(i.cfg),
+    };
   }
 
-  /** Loads a folder with cfg.json + sae_weights.safetensors (qsae's own or SAELens's; "standard" = relu). */
+  /**
+   * Loads a folder with cfg.json + sae_weights.safetensors (qsae's own or SAELens's; "standard" = relu). NaN/Inf
+   * weights and unknown normalize_activations values are refused; SAELens's expected_average_only_in folds the
+   * factor of an activation_scaler.json beside the weights (a training checkpoint), else it is the identity.
+   */
   static async load(dir: string): Promise<Sae> {
     return new Sae(await withCallSite(native().loadSae(dir)));
   }
@@ -49,9 +67,12 @@ export class Sae {
     return Tensor.fromNative(await withCallSite(this.h.encode(nativeTensor(x))));
   }
 
-  /** Reconstruction [N, dIn] from latents [N, dSae]. */
-  async decode(f: Tensor): Promise<Tensor> {
-    return Tensor.fromNative(await withCallSite(this.h.decode(nativeTensor(f))));
+  /**
+   * Reconstruction [N, dIn] from latents [N, dSae]. `x`, the input the latents were encoded from, is needed when
+   * the SAE normalizes per token (info.normalizeActivations not "none"): its statistics scale the output back.
+   */
+  async decode(f: Tensor, x?: Tensor): Promise<Tensor> {
+    return Tensor.fromNative(await withCallSite(this.h.decode(nativeTensor(f), x ? nativeTensor(x) : undefined)));
   }
 
   /** The parameters: W_enc [dIn, dSae], b_enc, W_dec [dSae, dIn], b_dec, threshold (jumprelu/batchtopk). */
@@ -93,8 +114,12 @@ export interface TrainSaeOptions extends JobOptions {
   type?: SaeArchitecture;
   /** One value or a grid: d_sae = round(expansion * d_in). Default 0.5. */
   expansion?: number | number[];
-  /** L1 coefficient(s) (relu; jumprelu's L0 weight). A list makes a grid with the expansions. Default 5e-4. */
+  /**
+   * L1 coefficient(s) (relu; jumprelu's L0 weight). A list makes a grid with the expansions. Default 5e-4.
+   * topk/batchtopk have no L1 term: a list of several values is refused.
+   */
   l1?: number | number[];
+  /** Active latents per token, topk/batchtopk only (default 32); refused for relu/jumprelu. */
   k?: number;
   /** L1 weighted by decoder row norms instead of renormalizing decoder rows every step. */
   l1NormWeighted?: boolean;
@@ -116,12 +141,19 @@ export interface TrainSaeOptions extends JobOptions {
   /** false: the plain autograd path (for comparisons) */
   fused?: boolean;
   device?: string;
-  /** One SAE: its folder. A grid: one sub-folder per SAE (x0.5, x1, ... / -l1_...) and grid.json. */
+  /**
+   * One SAE: its folder. A grid: one sub-folder per SAE (x0.5, x1, ... / -l1_...) and grid.json. Checked before
+   * any data is read: it may not be, lie inside or contain `acts`, and may only replace nothing, an empty folder
+   * or a previous qsae SAE/grid output (replaced whole).
+   */
   out: string;
   /** Continue from `${out}.checkpoint.safetensors` (written every checkpointEvery steps or 60 s, and on abort). */
   resume?: boolean;
   checkpointEvery?: number;
-  /** Extra cfg.json metadata (model, precision, quantization, ...). */
+  /**
+   * Extra cfg.json metadata (model, precision, quantization, hook_name, layer, ...). Those five are always written:
+   * from here, the store's manifest or hook/layer, else null.
+   */
   metadata?: Record<string, unknown>;
 }
 
@@ -130,7 +162,9 @@ export interface TrainedSae {
   folder: string;
   dSae: number;
   l1: number;
+  /** mse + sparsity terms over the last steps, in the training scale (activations x `scale`) */
   loss: number;
+  /** mean squared error per element over the last steps, in the activations' own scale (as evalSae's mse) */
   mse: number;
   l0: number;
   deadFraction: number;
@@ -138,14 +172,23 @@ export interface TrainedSae {
 
 export interface TrainSaeResult {
   saes: TrainedSae[];
+  /** steps trained over the whole run, resumed sessions included */
   steps: number;
+  /** tokens trained over the whole run (exactly `tokens`, or epochs x rows, once finished) */
   tokens: number;
+  /** tokens trained by this call (tokens minus those before resumedFrom) */
+  sessionTokens: number;
   dIn: number;
+  /** this call's wall time */
   seconds: number;
+  /** sessionTokens / seconds */
   tokensPerSecond: number;
   /** the activation scale folded into the saved weights */
   scale: number;
+  /** the step a resumed run continued from (0: a fresh run) */
   resumedFrom: number;
+  /** stopped early with its checkpoint kept (testing) */
+  stopped: boolean;
 }
 
 /** Progress of training, parsed from the native progress message. */

@@ -1,7 +1,7 @@
 // SAE API and CLI: train (single and grid), eval-sae, load/encode, abort + resume, kill -9 + resume to the
 // same weights, bad input. Small synthetic data so the file stays fast.
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
@@ -56,10 +56,14 @@ describe("SAE training and evaluation", () => {
     expect(r.steps).toBe(30);
     expect(seen.length).toBeGreaterThan(0);
     const cfg = JSON.parse(readFileSync(join(out, "x2", "cfg.json"), "utf8"));
-    expect(cfg).toMatchObject({ d_in: 16, d_sae: 32, architecture: "relu", dtype: "float32", normalize_activations: "none" });
+    // SAELens's name for relu is "standard"; qsae's own type is kept in metadata
+    expect(cfg).toMatchObject({ d_in: 16, d_sae: 32, architecture: "standard", dtype: "float32", normalize_activations: "none" });
+    expect(cfg.metadata).toMatchObject({ qsae_architecture: "relu", model: null, precision: null, quantization: null, hook_name: null, layer: null });
     expect(existsSync(join(out, "x2", "sparsity.safetensors"))).toBe(true);
     const sae = await Sae.load(join(out, "x2"));
     expect(sae.info.dSae).toBe(32);
+    expect(sae.info.architecture).toBe("relu");
+    expect(sae.info.normalizeActivations).toBe("none");
     const x = Tensor.from(synthetic(5, 16, 1), [5, 16]);
     const f = await sae.encode(x);
     expect(f.shape).toEqual([5, 32]);
@@ -69,6 +73,9 @@ describe("SAE training and evaluation", () => {
     expect(e.explained_variance).toBeGreaterThan(0);
     expect(e.explained_variance).toBeLessThanOrEqual(1);
     expect(e.dead_fraction).toBeGreaterThanOrEqual(0);
+    const h = e.density_histogram;
+    expect(h.counts.reduce((a, b) => a + b, 0) + h.dead).toBe(e.d_sae);
+    expect(h.dead).toBe(Math.round(e.dead_fraction * e.d_sae));
     sae.dispose();
     sae.dispose();
     await expect(sae.encode(x)).rejects.toThrow(/disposed/);
@@ -115,6 +122,10 @@ describe("SAE training and evaluation", () => {
     expect(existsSync(`${out}.checkpoint.safetensors`)).toBe(true);
     const r = await trainSae({ ...base, out, resume: true });
     expect(r.resumedFrom).toBeGreaterThan(0);
+    // totals over the whole run; this call's tokens apart
+    expect(r.steps).toBe(4000);
+    expect(r.tokens).toBe(256 * 4000);
+    expect(r.sessionTokens).toBe(256 * (4000 - r.resumedFrom));
     const a = await weightsOf(join(dir, "full"));
     const b = await weightsOf(out);
     for (let i = 0; i < 4; i++) expect(Buffer.from(b[i].buffer).equals(Buffer.from(a[i].buffer))).toBe(true);
@@ -146,5 +157,71 @@ describe("SAE training and evaluation", () => {
     const a = await weightsOf(join(dir, "k-full"));
     const b = await weightsOf(out);
     for (let i = 0; i < 4; i++) expect(Buffer.from(b[i].buffer).equals(Buffer.from(a[i].buffer))).toBe(true);
+  });
+
+  it("exact budgets; --k with relu and an --out on the activations are refused before training", async () => {
+    const acts = await writeActs("e.safetensors", 2000);
+    const r = await trainSae({ acts, type: "topk", k: 4, expansion: 1, epochs: 1, batchSize: 256, out: join(dir, "epoch") });
+    expect(r.steps).toBe(8);
+    expect(r.tokens).toBe(2000);
+    expect(r.sessionTokens).toBe(2000);
+    await expect(trainSae({ acts, type: "relu", k: 4, tokens: 512, batchSize: 256, out: join(dir, "k-relu") })).rejects.toThrow(
+      /--k applies to topk and batchtopk SAEs only/,
+    );
+    await expect(trainSae({ acts, type: "topk", l1: [1e-3, 1e-2], tokens: 512, batchSize: 256, out: join(dir, "l1-topk") })).rejects.toThrow(
+      /--l1 applies to relu and jumprelu SAEs only/,
+    );
+    const before = readFileSync(acts);
+    const t = runCli(["train", "--acts", acts, "--expansion", "1", "--tokens", "512", "--batch-size", "256", "--out", acts]);
+    expect(t.status).toBe(1);
+    expect(t.stderr.trim().split("\n")).toHaveLength(1);
+    expect(t.stderr).toMatch(/e\.safetensors: --out is the --acts path itself/);
+    expect(readFileSync(acts).equals(before)).toBe(true);
+  });
+
+  it("a SAELens folder with normalize_activations layer_norm: encode/decode/evalSae apply it; bad values are refused", async () => {
+    const acts = await writeActs("ln.safetensors", 500);
+    const d = 16, S = 24;
+    let s = 12345;
+    const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5;
+    const weights = {
+      W_enc: Tensor.from(Float32Array.from({ length: d * S }, rnd), [d, S]),
+      b_enc: Tensor.from(Float32Array.from({ length: S }, () => 0.1 * rnd()), [S]),
+      W_dec: Tensor.from(Float32Array.from({ length: S * d }, rnd), [S, d]),
+      b_dec: Tensor.from(Float32Array.from({ length: d }, () => 0.1 * rnd()), [d]),
+    };
+    const folder = (name: string, norm: unknown): Promise<string> => {
+      const f = join(dir, name);
+      mkdirSync(f, { recursive: true });
+      writeFileSync(join(f, "cfg.json"), JSON.stringify({ architecture: "standard", d_in: d, d_sae: S, dtype: "float32", apply_b_dec_to_input: true, normalize_activations: norm }));
+      return saveSafetensors(join(f, "sae_weights.safetensors"), weights).then(() => f);
+    };
+    const ln = await Sae.load(await folder("sl-ln", "layer_norm"));
+    const none = await Sae.load(await folder("sl-none", "none"));
+    expect(ln.info.normalizeActivations).toBe("layer_norm");
+    const x = Tensor.from(synthetic(4, d, 1), [4, d]);
+    const f = await ln.encode(x);
+    await expect(ln.decode(f)).rejects.toThrow(/layer_norm.*decode needs the input/);
+    // by hand: per row (x - mean) / (std + 1e-5) with the unbiased std, through the plain SAE, then * std + mean
+    const xs = x.toTypedArray() as Float32Array;
+    const xn = new Float32Array(xs.length), mean: number[] = [], sd: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const row = Array.from(xs.subarray(i * d, (i + 1) * d));
+      mean.push(row.reduce((a, b) => a + b, 0) / d);
+      sd.push(Math.sqrt(row.reduce((a, b) => a + (b - mean[i]) ** 2, 0) / (d - 1)));
+      for (let j = 0; j < d; j++) xn[i * d + j] = (row[j] - mean[i]) / (sd[i] + 1e-5);
+    }
+    const fRef = (await none.encode(Tensor.from(xn, [4, d]))).toTypedArray() as Float32Array;
+    const fGot = f.toTypedArray() as Float32Array;
+    for (let i = 0; i < fRef.length; i++) expect(fGot[i]).toBeCloseTo(fRef[i], 4);
+    const xhRef = (await none.decode(Tensor.from(fRef, [4, S]))).toTypedArray() as Float32Array;
+    const xh = (await ln.decode(f, x)).toTypedArray() as Float32Array;
+    for (let i = 0; i < 4; i++) for (let j = 0; j < d; j++) expect(xh[i * d + j]).toBeCloseTo(xhRef[i * d + j] * sd[i] + mean[i], 3);
+    const eLn = await evalSae(ln, acts);
+    const eNone = await evalSae(none, acts);
+    expect(eLn.mse).not.toBeCloseTo(eNone.mse, 3);
+    ln.dispose();
+    none.dispose();
+    await expect(Sae.load(await folder("sl-bad", "batch_norm"))).rejects.toThrow(/cfg\.json: unsupported normalize_activations 'batch_norm'/);
   });
 });
