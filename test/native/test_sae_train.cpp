@@ -342,6 +342,15 @@ TEST_CASE("budgets are exact: the last batch is partial; totals count the whole 
     auto s = load_sae(c.out);
     CHECK(s.cfg["metadata"]["training"]["tokens"] == 2000);
     CHECK(s.cfg["metadata"]["training"]["k"] == (is_topk_family(arch) ? json(4) : json()));
+    if (at::hasCUDA()) {  // the CUDA step with a partial last batch
+      c.device = "cuda";
+      c.out = join_path(dir, arch + "-cuda");
+      auto rc = train_saes(c);
+      CHECK(rc.tokens == 2000);
+      auto e = evaluate_sae(load_sae(c.out), acts);
+      MESSAGE(arch << " on CUDA, partial last batch: ev " << e.explained_variance);
+      CHECK(std::isfinite(e.mse));
+    }
   }
   // a token budget whose last batch has 3 rows, stopped and resumed: the same weights, totals over the run
   auto c = base_cfg(acts, join_path(dir, "full"));
@@ -387,7 +396,9 @@ TEST_CASE("resume: --acts in any spelling; a changed setting or other data is na
     REQUIRE(::chdir(dir.c_str()) == 0);
     struct Back {
       std::string to;
-      ~Back() { (void)::chdir(to.c_str()); }
+      ~Back() {
+        if (::chdir(to.c_str()) != 0) std::abort();
+      }
     } back{cwd};
     auto rel = c;
     rel.acts = "./acts.safetensors";
