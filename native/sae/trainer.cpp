@@ -216,7 +216,8 @@ std::string rows_hash(const ActivationSource& src) {
   return buf;
 }
 
-// Everything a checkpoint must agree on to be resumed (the settings as the run uses them, and the data).
+// Everything a checkpoint must agree on to be resumed (the settings as the run uses them, and the data; not the
+// device: a checkpoint may move between CPU and GPU).
 nlohmann::json fingerprint(const TrainConfig& c, const std::string& arch, int64_t k, const std::string& acts,
                            const ActivationSource& src, int64_t total_tokens, const std::string& data_hash) {
   return {{"acts", acts}, {"hook", src.hook()}, {"layer", src.layer()}, {"architecture", arch},
@@ -226,7 +227,7 @@ nlohmann::json fingerprint(const TrainConfig& c, const std::string& arch, int64_
           {"seed", c.seed}, {"normalize", c.normalize}, {"tokens", total_tokens}, {"n_rows", src.n_rows()},
           {"d_in", src.d()}, {"data_hash", data_hash}, {"fused", c.fused}, {"buffer_rows", c.buffer_rows},
           {"resample_every", c.resample_every}, {"dead_after", c.dead_after}, {"aux_coef", c.aux_coef},
-          {"aux_k", c.aux_k}, {"device", c.device}, {"bf16_matmul", c.bf16_matmul}};
+          {"aux_k", c.aux_k}};
 }
 
 // "--lr was 0.001, now 0.002; ..." for the entries that differ.
@@ -240,7 +241,7 @@ std::string fingerprint_diff(const nlohmann::json& saved, const nlohmann::json& 
       {"n_rows", "the activations' row count"}, {"d_in", "the activations' width"},
       {"data_hash", "the activations' content (hash of the first and last 16 rows)"}, {"fused", "fused"},
       {"buffer_rows", "--buffer-rows"}, {"resample_every", "--resample-every"}, {"dead_after", "deadAfter"},
-      {"aux_coef", "auxCoef"}, {"aux_k", "auxK"}, {"device", "--device"}, {"bf16_matmul", "bf16Matmul"}};
+      {"aux_coef", "auxCoef"}, {"aux_k", "auxK"}};
   auto show = [](const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
   auto name = [&](const std::string& k) {
     auto it = label.find(k);
