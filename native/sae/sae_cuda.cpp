@@ -3,6 +3,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <torch/version.h>
+
 #include <cmath>
 
 #include "common/error.h"
@@ -16,8 +18,13 @@ bool sae_cuda_kernels_built() { return true; }
 namespace {
 cudaStream_t stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
 // a @ b in the GEMM dtype `cdt` (bf16: tensor cores, fp32 accumulation), result in fp32. Operands already in cdt
-// are used as they are (no copy); transposed views go to cuBLAS as transposes.
-at::Tensor mm(const at::Tensor& a, const at::Tensor& b, at::ScalarType cdt) {
+// are used as they are (no copy); transposed views go to cuBLAS as transposes. torch >= 2.8 lets cuBLAS write the
+// fp32 result directly (no bf16 rounding of the output, no conversion pass: weight gradients and jumprelu's dL/dpre
+// are fp32 consumers); older torch rounds the product to bf16 and widens it.
+at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, at::ScalarType cdt) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 8)
+  if (cdt == at::kBFloat16) return at::mm(a.to(cdt), b.to(cdt), at::kFloat);
+#endif
   return a.to(cdt).mm(b.to(cdt)).to(at::kFloat);
 }
 uint16_t* bf16_bits(const at::Tensor& t) { return reinterpret_cast<uint16_t*>(t.data_ptr<at::BFloat16>()); }
@@ -129,8 +136,8 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
       qsae::sae::cuda::launch_relu_backward_stats(gpre.data_ptr<float>(), f.data_ptr<float>(), w, float(l1c / B),
                                                   r.gb_enc.data_ptr<float>(), scratch.data_ptr<float>(), B, S, st);
     add_aux(pre_b, x_hat, f, g, gpre, fd, gd, &r.gb_enc);
-    r.gW_dec = mm(fd.t(), gd, cdt);
-    r.gW_enc = mm(xin_c.t(), gpre, cdt);
+    r.gW_dec = gemm(fd.t(), gd, cdt);
+    r.gW_enc = gemm(xin_c.t(), gpre, cdt);
     r.fired = fired;
     auto scalars = at::stack({mse, l1.to(at::kFloat), l0}).to(at::kDouble).cpu();
     r.mse = scalars[0].item<double>();
@@ -150,14 +157,14 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
     at::Tensor mse = g.pow(2).mean();
     g.mul_(2.0 / double(B * D));
     at::Tensor l1 = (pre > thr).sum();  // the L0 penalty (times B)
-    gpre = mm(g, Wd_c.t(), cdt).contiguous();
+    gpre = gemm(g, Wd_c.t(), cdt).contiguous();
     r.gthreshold = at::empty({S}, x.options());
     at::Tensor scratch = at::empty({qsae::sae::cuda::jumprelu_backward_scratch(B, S)}, x.options());
     qsae::sae::cuda::launch_jumprelu_backward_epilogue(gpre.data_ptr<float>(), pre.data_ptr<float>(),
                                                        thr.data_ptr<float>(), r.gthreshold.data_ptr<float>(),
                                                        scratch.data_ptr<float>(), B, S, float(l1c / B),
                                                        float(kJumpReluBandwidth), st);
-    r.gW_dec = mm(f_c.t(), g, cdt);
+    r.gW_dec = gemm(f_c.t(), g, cdt);
     r.fired = (f > 0).sum(0).to(at::kLong);
     auto scalars = at::stack({mse.to(at::kDouble), l1.to(at::kDouble), (f != 0).sum().to(at::kDouble)}).cpu();
     r.mse = scalars[0].item<double>();
@@ -185,7 +192,7 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
     gpre = at::zeros({B, S}, x.options()).scatter_add_(1, idx, gvals);
     f = at::zeros({B, S}, x.options()).scatter_(1, idx, vals);
     add_aux(pre, x_hat, f, g, gpre, fd, gd, nullptr);
-    r.gW_dec = mm(fd.t(), gd, cdt);
+    r.gW_dec = gemm(fd.t(), gd, cdt);
     r.fired = (f > 0).sum(0).to(at::kLong);
     auto scalars = at::stack({mse.to(at::kDouble), l1.to(at::kDouble), (vals > 0).sum().to(at::kDouble)}).cpu();
     r.mse = scalars[0].item<double>();
@@ -194,7 +201,7 @@ StepResult cuda_forward_backward(const Sae& s, const at::Tensor& x_in, const Los
   }
   if (weighted && l1c != 0)
     r.gW_dec.add_(W_dec * ((fcol.defined() ? fcol : f.sum(0)) / wnorm.clamp_min(1e-12) * float(l1c / B)).unsqueeze(1));
-  if (!r.gW_enc.defined()) r.gW_enc = mm(xin_c.t(), gpre, cdt);
+  if (!r.gW_enc.defined()) r.gW_enc = gemm(xin_c.t(), gpre, cdt);
   if (!r.gb_enc.defined()) r.gb_enc = gpre.sum(0);
   r.gb_dec = g.sum(0);
   if (s.apply_b_dec_to_input) r.gb_dec.sub_(W_enc.mv(r.gb_enc));

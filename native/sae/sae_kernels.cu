@@ -36,7 +36,7 @@ __global__ void encoder_epilogue_kernel(float* __restrict__ pre, const float* __
 __global__ void encoder_backward_epilogue_kernel(float* __restrict__ gf, const float* __restrict__ f,
                                                  const float* __restrict__ w, float l1_over_n, int64_t n, int64_t S) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    float add = l1_over_n * (w ? w[i % S] : 1.f);
+    float add = __fmul_rn(l1_over_n, w ? w[i % S] : 1.f);  // no FMA contraction: matches the CPU reference bit for bit
     gf[i] = f[i] > 0.f ? gf[i] + add : 0.f;
   }
 }
@@ -134,7 +134,7 @@ __global__ void relu_backward_stats_kernel(T* __restrict__ gf, const T* __restri
   const int64_t j = c.j, b0 = c.b0, b1 = c.b1;
   float acc = 0.f;
   if (j < S) {
-    const float add = l1_over_n * (w ? w[j] : 1.f);
+    const float add = __fmul_rn(l1_over_n, w ? w[j] : 1.f);  // no FMA contraction with the add below (CPU reference)
 #pragma unroll 4
     for (int64_t b = b0 + threadIdx.y; b < b1; b += kColRows) {
       const int64_t i = b * S + j;
