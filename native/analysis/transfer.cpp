@@ -482,7 +482,7 @@ TransferResult transfer(const sae::Sae& s, const std::string& sae_name, const st
     B->next(cb, ca.rows());
     at::Tensor xa = ca.acts.to(dev), xb = cb.acts.to(dev);
     at::Tensor fa = enc->encode(xa), fb = enc->encode(xb);
-    at::Tensor ha = enc->decode(fa), hb = enc->decode(fb);
+    at::Tensor ha = enc->decode(fa, xa), hb = enc->decode(fb, xb);  // x: per-token statistics of run-time normalized SAEs
     at::Tensor keys = have_doc ? (A->has_doc() ? ca.doc : cb.doc).to(at::kLong)
                                : at::arange(ca.row0, ca.row0 + ca.rows(), at::kLong);
     acc.add(fa, fb, xa, xb, ha, hb, keys);
