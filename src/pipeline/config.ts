@@ -97,6 +97,10 @@ export const ConfigSchema = z
         message: "topk and batchtopk SAEs need k",
         path: ["k"],
       })
+      .refine((s) => s.type === "topk" || s.type === "batchtopk" || s.k === undefined, {
+        message: "k applies to topk and batchtopk SAEs only",
+        path: ["k"],
+      })
       .default({ type: "relu", expansions: [0.5], l1: [5e-4], seeds: [0] }),
     reference: precision.default("bf16"),
     transfer: z

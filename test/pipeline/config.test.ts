@@ -68,10 +68,11 @@ describe("experiment config", () => {
     expect(msg).toMatch(/unknown key 'extra'/);
   });
 
-  it("checks cross-field rules: reference and transfer pairs among the precisions, k for top-k SAEs, epochs xor tokens", () => {
+  it("checks cross-field rules: reference and transfer pairs among the precisions, k only and always for top-k SAEs, epochs xor tokens", () => {
     expect(problems({ models: ["m"], prompts: "p", precisions: ["fp16", "nf4"] })).toMatch(/reference: reference precision bf16 is not in precisions/);
     expect(problems({ models: ["m"], prompts: "p", transfer: { pairs: [{ b: "fp4" }] } })).toMatch(/transfer\.pairs\[0\]\.b: precision fp4 is not in precisions/);
     expect(problems({ models: ["m"], prompts: "p", sae: { type: "topk" } })).toMatch(/sae\.k: topk and batchtopk SAEs need k/);
+    expect(problems({ models: ["m"], prompts: "p", sae: { type: "relu", k: 8 } })).toMatch(/sae\.k: k applies to topk and batchtopk SAEs only/);
     expect(problems({ models: ["m"], prompts: "p", sae: { epochs: 3, tokens: 100 } })).toMatch(/sae: give epochs or tokens, not both/);
     expect(problems({ models: ["a/m", "b/m"], prompts: "p" })).toMatch(/two models are named 'm'/);
     expect(problems({ models: ["m"], prompts: "p", splice: { max_tokens: 1, prompt: 3 } })).toMatch(/splice\.max_tokens: .*(>=2|too small)[\s\S]*splice: unknown key 'prompt'/i);
