@@ -59,14 +59,10 @@ function interruptedError(out: string, since: number): Error {
 }
 
 /** "<steps> steps, <tokens> tokens ..." with run totals, and this session's share when resumed. */
-export function summaryLine(r: TrainSaeResult & { sessionTokens?: number }): string {
+export function summaryLine(r: TrainSaeResult): string {
   const rate = `${r.seconds.toFixed(1)} s (${Math.round(r.tokensPerSecond)} tok/s)`;
   if (!r.resumedFrom) return `${r.steps} steps, ${r.tokens} tokens in ${rate}`;
-  // Until the result carries sessionTokens, `tokens` is this session's: scale it to the run's steps.
-  const session = r.sessionTokens ?? r.tokens;
-  const sessionSteps = r.steps - r.resumedFrom;
-  const total = r.sessionTokens !== undefined ? r.tokens : sessionSteps > 0 ? Math.round((r.tokens * r.steps) / sessionSteps) : r.tokens;
-  return `${r.steps} steps, ${total} tokens; this session ${session} tokens in ${rate}, resumed at step ${r.resumedFrom}`;
+  return `${r.steps} steps, ${r.tokens} tokens; this session ${r.sessionTokens} tokens in ${rate}, resumed at step ${r.resumedFrom}`;
 }
 
 export const trainCommand: CommandModule<object, Args> = {
