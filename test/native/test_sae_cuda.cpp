@@ -37,6 +37,16 @@ double rel_l2(const at::Tensor& a, const at::Tensor& b) {
   auto ad = a.cpu().to(at::kDouble), bd = b.cpu().to(at::kDouble);
   return (ad - bd).norm().item<double>() / std::max(bd.norm().item<double>(), 1e-30);
 }
+// An SAE whose encoder operands lie on binary grids small enough that pre, pre + b_enc and f are exact in bf16
+// (|pre| <= 4 in steps of 1/64), so the GEMM dtype cannot change which latents fire; W_dec is continuous (the
+// decoder side carries bf16 rounding). Returns x [B, d] on the grid too.
+at::Tensor grid_sae(Sae& s, int64_t B, at::Generator& g) {
+  s.W_enc = testing::grid_values({s.d_in, s.d_sae}, -4, 4, 1.0 / 16, g);
+  s.b_enc = testing::grid_values({s.d_sae}, -8, 8, 1.0 / 64, g);
+  s.b_dec = testing::grid_values({s.d_in}, -1, 1, 0.25, g);
+  s.W_dec.normal_(0, 0.3, g);
+  return testing::grid_values({B, s.d_in}, -2, 2, 0.25, g);
+}
 // S not a multiple of 32 (and below 32), fewer rows than a block's row lanes, and enough rows for several row
 // chunks in the CUDA kernels
 const std::pair<int64_t, int64_t> kShapes[] = {{300, 203}, {1000, 64}, {5, 1000}, {2, 33}, {9, 31}};
@@ -140,22 +150,13 @@ TEST_CASE("CUDA relu step on bf16 GEMMs agrees with autograd" * doctest::skip(!a
     return;
   }
   auto g = seeded();
-  // Encoder operands on binary grids small enough that pre, pre + b_enc and f are exact in bf16 (|pre| <= 4 in
-  // steps of 1/64): the same latents fire on both paths; the decoder side carries bf16 rounding.
-  auto grid = [&](at::IntArrayRef shape, int64_t lo, int64_t hi, double step) {
-    return testing::grid_values(shape, lo, hi, step, g);
-  };
   const int64_t B = 200, d = 16, S = 96;
   for (bool apply : {false, true})
     for (bool weighted : {false, true}) {
       INFO("apply_b_dec_to_input " << apply << " weighted " << weighted);
       auto s = init_sae("relu", d, S, 0, g);
-      s.W_enc = grid({d, S}, -4, 4, 1.0 / 16);
-      s.b_enc = grid({S}, -8, 8, 1.0 / 64);
-      s.b_dec = grid({d}, -1, 1, 0.25);
-      s.W_dec.normal_(0, 0.3, g);
+      auto x = grid_sae(s, B, g);  // the same latents fire on both paths
       s.apply_b_dec_to_input = apply;
-      auto x = grid({B, d}, -2, 2, 0.25);
       LossOptions o;
       o.l1_coef = 0.01;
       o.l1_norm_weighted = weighted;
@@ -190,10 +191,7 @@ TEST_CASE("CUDA topk and batchtopk steps on bf16 GEMMs agree with the fused CPU 
     return;
   }
   auto g = seeded();
-  auto grid = [&](at::IntArrayRef shape, int64_t lo, int64_t hi, double step) {
-    return testing::grid_values(shape, lo, hi, step, g);
-  };
-  // Grid operands make the encoder GEMM exact in bf16 and fp32 alike; b_enc gets a distinct multiple of 2^-16 per
+  // Grid operands (grid_sae) make the encoder GEMM exact in bf16 and fp32 alike; b_enc gets a distinct multiple of 2^-16 per
   // latent, so no two latents of a row tie (pre + b_enc stays exact in fp32). Both paths then select the same
   // entries: per row (topk, aux-k) and at the batch threshold, where both keep every entry >= the threshold.
   // The reference is the fused CPU step, which follows those same selection rules.
@@ -202,12 +200,9 @@ TEST_CASE("CUDA topk and batchtopk steps on bf16 GEMMs agree with the fused CPU 
     for (bool apply : {false, true}) {
       INFO(arch << " apply_b_dec_to_input " << apply);
       auto s = init_sae(arch, d, S, 6, g);
-      s.W_enc = grid({d, S}, -4, 4, 1.0 / 16);
-      s.b_enc = grid({S}, -8, 8, 1.0 / 64) + at::arange(S, at::kFloat) * float(std::ldexp(1.0, -16));
-      s.b_dec = grid({d}, -1, 1, 0.25);
-      s.W_dec.normal_(0, 0.3, g);
+      auto x = grid_sae(s, B, g);
+      s.b_enc += at::arange(S, at::kFloat) * float(std::ldexp(1.0, -16));
       s.apply_b_dec_to_input = apply;
-      auto x = grid({B, d}, -2, 2, 0.25);
       LossOptions o;
       o.l1_coef = 0.01;
       o.l1_norm_weighted = true;
