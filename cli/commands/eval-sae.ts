@@ -6,6 +6,7 @@ import { basename, join } from "node:path";
 import type { CommandModule } from "yargs";
 
 import { InputError } from "../../src/errors.js";
+import { actsName } from "../../src/model/activation-store.js";
 import { PRECISIONS } from "../../src/model/model.js";
 import { readPromptItems } from "../../src/model/prompts.js";
 import { Tokenizer } from "../../src/model/tokenizer.js";
@@ -76,7 +77,7 @@ export function resolveSite(saeDir: string, acts: string, hook?: string, layer?:
     return { hook, layer, fromSae: false };
   }
   const sae = saeSite(saeDir);
-  const listing = store.hooks.flatMap((h) => store.layers.map((l) => `acts.${h}.${l}`)).join(", ");
+  const listing = store.hooks.flatMap((h) => store.layers.map((l) => actsName(h, l))).join(", ");
   let fromSae = false;
   if (hook === undefined && store.hooks.length > 1) {
     if (sae.hook === undefined) throw new InputError(`${acts}: the store holds several hooks and the SAE's cfg.json names none; choose one with --hook (${listing})`);
@@ -173,7 +174,7 @@ export const evalSaeCommand: CommandModule<object, Args> = {
           ["tokens", String(rec.n_tokens)],
           ["d_in / d_sae", `${rec.d_in} / ${rec.d_sae}`],
         );
-        if (site?.fromSae) rows.push(["activations (the SAE's hook and layer)", `acts.${site.hook}.${site.layer}`]);
+        if (site?.fromSae) rows.push(["activations (the SAE's hook and layer)", actsName(site.hook!, site.layer!)]);
       }
       if (spl) {
         rows.push(
